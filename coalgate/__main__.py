@@ -1,0 +1,3 @@
+from coalgate.cli import main
+
+main()
