@@ -15,6 +15,11 @@ from coalgate import __version__
 
 # name -> (module holding a Typer ``app``, one-line help). Add a group when it does something real.
 GROUPS: dict[str, tuple[str, str]] = {
+    "ledger": ("ledger.cli", "Signed, hash-chained ledger: keys, append, verify, prove, export"),
+    "plates": ("edge_agent.plates.cli", "Read Chinese licence plates from camera frames"),
+    "ticket": ("ledger.ticket_cli", "Electronic coal tickets: issue, verify, render QR"),
+    "sim": ("firmware_sim.cli", "Simulated weighbridge, gate IO, camera and trucks"),
+    "edge": ("edge_agent.cli", "The gate agent: check a site config, run the gate"),
 }
 
 

@@ -1,0 +1,97 @@
+"""Sites: enrolment (admin), list and status (every role; enterprises see their own)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, HTTPException, status
+from psycopg.rows import dict_row
+
+from central.api.deps import Admin, Conn, Reader, SettingsDep, check_site_visible
+from central.api.schemas import ErrorOut, SiteIn, SiteOut, SiteStatusOut
+from central.auth import Principal
+
+router = APIRouter(prefix="/sites", tags=["sites"])
+
+_SITE_SELECT = """
+SELECT s.id, s.enterprise, s.name, s.lat, s.lon, s.verifier_key, s.enrolled_at,
+       coalesce(st.online, false) AS reported_online, st.last_seen,
+       coalesce(st.verified_seq, -1) AS verified_seq, st.checkpoint_size,
+       (SELECT count(*) FROM alarms a WHERE a.site = s.id AND a.state <> 'resolved')
+           AS open_alarms
+FROM sites s LEFT JOIN site_state st ON st.site = s.id
+"""
+
+
+def _site_out(row: dict[str, Any], offline_after: timedelta, now: datetime) -> SiteOut:
+    last_seen = row["last_seen"]
+    fresh = last_seen is not None and now - last_seen <= offline_after
+    return SiteOut(
+        id=row["id"], enterprise=row["enterprise"], name=row["name"], lat=row["lat"],
+        lon=row["lon"], verifier_key=row["verifier_key"], enrolled_at=row["enrolled_at"],
+        status=SiteStatusOut(
+            online=bool(row["reported_online"]) and fresh,
+            reported_online=row["reported_online"], last_seen=last_seen,
+            verified_seq=row["verified_seq"], checkpoint_size=row["checkpoint_size"],
+            open_alarms=row["open_alarms"],
+        ),
+    )
+
+
+def load_sites(conn: psycopg.Connection[Any], user: Principal, settings_offline_s: int,
+               site: str | None = None) -> list[SiteOut]:
+    where, args = [], []
+    if not user.sees_all_sites:
+        where.append("s.enterprise = %s")
+        args.append(user.enterprise)
+    if site is not None:
+        where.append("s.id = %s")
+        args.append(site)
+    sql = _SITE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id"
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql, args).fetchall()
+    now = datetime.now(UTC)
+    return [_site_out(r, timedelta(seconds=settings_offline_s), now) for r in rows]
+
+
+@router.get("", response_model=list[SiteOut], summary="List sites with their live status")
+def list_sites(conn: Conn, user: Reader, settings: SettingsDep) -> list[SiteOut]:
+    """Every enrolled site the token may see, with online/offline, last seen, the verified
+    ledger position and the number of unresolved alarms."""
+    return load_sites(conn, user, settings.rules.offline_after_s)
+
+
+@router.post("", response_model=SiteOut, status_code=status.HTTP_201_CREATED,
+             responses={409: {"model": ErrorOut}}, summary="Enrol a site and its key (admin)")
+def enroll(body: SiteIn, conn: Conn, user: Admin, settings: SettingsDep) -> SiteOut:
+    """Enrol a gate: from now on the ingest accepts entries signed by this verifier key on the
+    site's topics. Enrolment is once per site id; a second enrolment is refused with 409."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key),
+            )
+            conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
+                         (body.id,))
+    except psycopg.errors.UniqueViolation:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"site {body.id!r} is already enrolled") from None
+    return load_sites(conn, user, settings.rules.offline_after_s, body.id)[0]
+
+
+@router.get("/{site}", response_model=SiteOut, responses={403: {"model": ErrorOut},
+                                                          404: {"model": ErrorOut}},
+            summary="One site and its status")
+def get_site(site: str, conn: Conn, user: Reader, settings: SettingsDep) -> SiteOut:
+    check_site_visible(conn, user, site)
+    return load_sites(conn, user, settings.rules.offline_after_s, site)[0]
+
+
+@router.get("/{site}/status", response_model=SiteStatusOut, summary="A site's live status")
+def get_status(site: str, conn: Conn, user: Reader, settings: SettingsDep) -> SiteStatusOut:
+    check_site_visible(conn, user, site)
+    return load_sites(conn, user, settings.rules.offline_after_s, site)[0].status

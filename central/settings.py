@@ -1,0 +1,144 @@
+"""The central service's one settings object, loaded from a TOML file and the environment.
+
+One TOML file configures the whole central (see config/central.example.toml). The ingest side's
+tables — ``[database]``, ``[mqtt]``, ``[witness]``, ``[ingest]`` — are read by
+``central.ingest.settings`` and carried here as ``Settings.ingest``; this module adds the API and
+rule tables and the top-level keys. Environment variables override single keys of those, so
+containers and tests need no file: ``COALGATE_CENTRAL__API__PORT=9000`` sets ``[api] port`` and
+``COALGATE_CENTRAL__DATABASE__URL=postgresql://…`` the database (string keys of the ingest tables).
+Unknown keys in these tables are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from central.ingest.settings import ConfigError, IngestSettings
+from central.ingest.settings import settings_from_mapping as ingest_from_mapping
+
+__all__ = [
+    "ENV_PREFIX",
+    "ApiSettings",
+    "RuleSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
+
+ENV_PREFIX = "COALGATE_CENTRAL__"
+# Top-level tables owned by central.ingest.settings; everything else here is validated by us.
+_INGEST_TABLES = ("database", "mqtt", "witness", "ingest")
+
+
+class SettingsError(Exception):
+    """The configuration file or environment is unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=8, ge=1)
+    # How often the API looks for sites that have gone quiet (site_offline alarms).
+    offline_sweep_s: float = Field(default=15.0, gt=0)
+    # Keep-alive comment on the SSE stream so proxies do not close an idle connection.
+    sse_ping_s: float = Field(default=15.0, gt=0)
+
+
+class RuleSettings(_Section):
+    # A site with no status or entry for this long is offline.
+    offline_after_s: int = Field(default=300, gt=0)
+    # An entry stamped this far ahead of its arrival, or this far behind the previous entry,
+    # means the gate's clock is wrong.
+    clock_skew_s: int = Field(default=120, gt=0)
+    # A tare further than this (per mille) from the median of the plate's recent tares.
+    tare_band_pm: int = Field(default=100, ge=1, le=1000)
+    tare_history_min: int = Field(default=3, ge=1)
+    tare_history_max: int = Field(default=10, ge=1)
+    # Whether a ticket is required when the site has not announced its policy in a config entry.
+    ticket_required_default: bool = True
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    # The bureau's day boundary for "today's tonnage".
+    timezone: str = "Asia/Shanghai"
+    api: ApiSettings = ApiSettings()
+    rules: RuleSettings = RuleSettings()
+    ingest: IngestSettings = IngestSettings()
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        if path:
+            node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def settings_from_mapping(
+    doc: Mapping[str, Any], *, base: Path, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from a parsed TOML document; relative paths are taken from ``base``."""
+    doc = _merge(dict(doc), _env_overrides(os.environ if env is None else env))
+    ours = {k: v for k, v in doc.items() if k not in _INGEST_TABLES}
+    try:
+        ingest = ingest_from_mapping(doc, base=base)
+        return Settings.model_validate({**ours, "ingest": ingest})
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid central settings: {problems}") from exc
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the TOML file at ``path`` (or defaults), overridden by ``COALGATE_CENTRAL__*``.
+
+    Raises SettingsError naming the file and the bad key, e.g.
+    ``config/central.toml: api.port: Input should be a valid integer``.
+    """
+    if path is None:
+        return settings_from_mapping({}, base=Path.cwd(), env=env)
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SettingsError(
+            f"{path}: no such config file; copy config/central.example.toml and edit it"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return settings_from_mapping(doc, base=path.resolve().parent, env=env)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc

@@ -1,0 +1,348 @@
+"""Site configuration (TOML), validated with pydantic; problems are explained with the key path.
+
+``load_config(path)`` returns a :class:`SiteConfig` or raises :class:`ConfigError` whose
+``problems`` each read like "Expected integer, but cannot parse 'fast' as an integer
+(scale.baudrate)", so an installer can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.gate.policy import DEFAULT_AXLE_LIMITS_KG, GatePolicy
+
+__all__ = ["ConfigError", "SiteConfig", "load_config", "parse_config"]
+
+
+class ConfigError(Exception):
+    """The site config cannot be used; ``problems`` lists every one found."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class SiteSection(_Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    name: str = ""
+    key: str  # signer key file (C2SP signed-note format, mode 0600)
+    ledger: str = "var/ledger.sqlite"
+    utc_offset_h: Annotated[int, Field(ge=-12, le=14)] = 8
+    checkpoint_every_s: Annotated[int, Field(ge=10)] = 300
+
+
+class ModbusScaleMap(_Strict):
+    """Register map of a Modbus weighing transmitter (0-based protocol addresses)."""
+
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    table: Literal["holding", "input"] = "holding"
+    weight_address: Annotated[int, Field(ge=0, le=65535)] = 0
+    weight_words: Literal[1, 2] = 2
+    word_order: Literal["big", "little"] = "big"
+    signed: bool = True
+    status_address: Annotated[int, Field(ge=0, le=65535)] | None = 4
+    stable_bit: Annotated[int, Field(ge=0, le=15)] | None = 0
+    decimals_address: Annotated[int, Field(ge=0, le=65535)] | None = 5
+    decimals: Annotated[int, Field(ge=0, le=4)] = 0  # used when decimals_address is unset
+
+
+class ScaleSection(_Strict):
+    protocol: Literal["xk3190", "xk3190_format2", "toledo", "sics", "regex", "modbus"]
+    transport: Literal["serial", "tcp", "modbus_tcp", "modbus_rtu"]
+    device: str | None = None
+    baudrate: Annotated[int, Field(ge=300, le=921600)] = 9600
+    host: str | None = None
+    port: Port | None = None
+    unit: Literal["kg", "t"] = "kg"
+    e_kg: Annotated[int, Field(ge=1, le=1000)] = 20
+    capacity_kg: Annotated[int, Field(ge=100, le=300000)] = 100000
+    toledo_checksum: bool = True
+    regex_pattern: str | None = None
+    regex_terminator: str = "\r\n"
+    poll_ms: Annotated[int, Field(ge=20, le=5000)] = 100
+    modbus: ModbusScaleMap = ModbusScaleMap()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScaleSection:
+        modbus_proto = self.protocol == "modbus"
+        modbus_transport = self.transport.startswith("modbus")
+        if modbus_proto != modbus_transport:
+            raise ValueError(
+                "protocol 'modbus' goes with transport 'modbus_tcp' or 'modbus_rtu' and the "
+                "serial protocols with 'serial' or 'tcp'"
+            )
+        _need_endpoint(self.transport, self.device, self.host, self.port)
+        if self.protocol == "regex":
+            if not self.regex_pattern:
+                raise ValueError(
+                    "protocol 'regex' needs regex_pattern with a (?P<weight>...) group"
+                )
+            try:
+                compiled = re.compile(self.regex_pattern)
+            except re.error as exc:
+                raise ValueError(f"regex_pattern does not compile: {exc}") from exc
+            if "weight" not in compiled.groupindex:
+                raise ValueError("regex_pattern needs a named group (?P<weight>...)")
+        return self
+
+
+def _need_endpoint(transport: str, device: str | None, host: str | None, port: int | None) -> None:
+    if transport in ("serial", "modbus_rtu", "usb_relay") and not device:
+        raise ValueError(f"transport '{transport}' needs device = \"/dev/ttyUSB0\" (or similar)")
+    if transport in ("tcp", "modbus_tcp") and (not host or port is None):
+        raise ValueError(f"transport '{transport}' needs host and port")
+
+
+class CoilMap(_Strict):
+    barrier_up: int = 0
+    barrier_down: int | None = 1
+    light_red: int | None = 2
+    light_green: int | None = 3
+    horn: int | None = 4
+
+
+class InputMap(_Strict):
+    ir_entry: int = 0
+    ir_exit: int = 1
+    loop_entry: int | None = 2
+    loop_exit: int = 3
+    barrier_up_fb: int | None = 4
+    barrier_down_fb: int | None = 5
+
+
+class IoSection(_Strict):
+    kind: Literal["modbus_tcp", "modbus_rtu", "usb_relay", "none"]
+    device: str | None = None
+    baudrate: Annotated[int, Field(ge=300, le=921600)] = 9600
+    host: str | None = None
+    port: Port | None = None
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    poll_ms: Annotated[int, Field(ge=20, le=2000)] = 100
+    pulse_ms: Annotated[int, Field(ge=50, le=5000)] = 500  # relay boards: momentary pulse
+    coils: CoilMap = CoilMap()
+    inputs: InputMap = InputMap()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IoSection:
+        if self.kind != "none":
+            _need_endpoint(self.kind, self.device, self.host, self.port)
+        return self
+
+
+class CameraSection(_Strict):
+    anpr_push: bool = True  # accept plate results pushed to POST /api/anpr
+    snapshot_url: str | None = None
+    read_plates: bool = False  # run edge_agent.plates on snapshots
+
+
+class ScannerSection(_Strict):
+    kind: Literal["serial", "tcp", "keyboard", "none"] = "none"
+    device: str | None = None
+    baudrate: Annotated[int, Field(ge=300, le=921600)] = 9600
+    host: str | None = None
+    port: Port | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScannerSection:
+        if self.kind in ("serial", "tcp"):
+            _need_endpoint(self.kind, self.device, self.host, self.port)
+        return self
+
+
+class TicketsSection(_Strict):
+    store: str = "var/tickets.sqlite"
+
+
+class PolicySection(_Strict):
+    mode: Literal["two_pass", "one_pass", "auto"] = "two_pass"
+    ticket_required: bool = False
+    quota: Literal["enforce", "monitor", "off"] = "monitor"
+    axle_limits_kg: dict[str, Annotated[int, Field(ge=1000, le=200000)]] = Field(
+        default_factory=lambda: {str(k): v for k, v in DEFAULT_AXLE_LIMITS_KG.items()}
+    )
+    default_axles: Annotated[int, Field(ge=2, le=12)] | None = None
+    net_tolerance_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
+    net_tolerance_kg: Annotated[int, Field(ge=0)] = 500
+    tare_band_pct: Annotated[float, Field(ge=0, le=50)] = 3.0
+    tare_band_kg: Annotated[int, Field(ge=0)] = 300
+    tare_expiry_h: Annotated[float, Field(gt=0)] = 72.0
+    open_tare_expiry_h: Annotated[float, Field(gt=0)] = 24.0
+    stability_window_ms: Annotated[int, Field(ge=200, le=30000)] = 2000
+    zero_band_kg: Annotated[int, Field(ge=0)] = 100
+    min_vehicle_kg: Annotated[int, Field(ge=100)] = 1000
+    jump_kg: Annotated[int, Field(ge=20)] = 500
+    second_vehicle_kg: Annotated[int, Field(ge=100)] = 2000
+    unstable_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    beam_grace_s: Annotated[float, Field(ge=0)] = 5.0
+    identify_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    confirm_s: Annotated[float, Field(ge=0)] = 0.0
+    release_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    device_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+
+    @model_validator(mode="after")
+    def _axles(self) -> PolicySection:
+        for k in self.axle_limits_kg:
+            if not k.isdigit() or not 2 <= int(k) <= 12:
+                raise ValueError(f"axle_limits_kg key {k!r} must be an axle count from 2 to 12")
+        return self
+
+
+class Vehicle(_Strict):
+    plate: Annotated[str, Field(min_length=2, max_length=16)]
+    axles: Annotated[int, Field(ge=2, le=12)] | None = None
+    tare_kg: Annotated[int, Field(ge=500, le=60000)] | None = None  # registered tare (备案)
+
+
+class ConsoleSection(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0 = any free port
+    language: Literal["zh", "en"] = "zh"
+
+
+class MqttSection(_Strict):
+    host: str
+    port: Port = 1883
+    username: str | None = None
+    password_file: str | None = None
+    tls: bool = False
+
+
+class SiteConfig(_Strict):
+    site: SiteSection
+    scale: ScaleSection
+    io: IoSection = IoSection(kind="none")
+    camera: CameraSection = CameraSection()
+    scanner: ScannerSection = ScannerSection()
+    tickets: TicketsSection = TicketsSection()
+    policy: PolicySection = PolicySection()
+    vehicles: list[Vehicle] = []
+    console: ConsoleSection = ConsoleSection()
+    mqtt: MqttSection | None = None
+
+    def gate_policy(self) -> GatePolicy:
+        p = self.policy
+        return GatePolicy(
+            site_id=self.site.id,
+            mode=p.mode,
+            ticket_required=p.ticket_required,
+            axle_limits_kg={int(k): v for k, v in p.axle_limits_kg.items()},
+            default_axles=p.default_axles,
+            net_tolerance_pct=p.net_tolerance_pct,
+            net_tolerance_kg=p.net_tolerance_kg,
+            tare_band_pct=p.tare_band_pct,
+            tare_band_kg=p.tare_band_kg,
+            tare_expiry_h=p.tare_expiry_h,
+            open_tare_expiry_h=p.open_tare_expiry_h,
+            e_kg=self.scale.e_kg,
+            stability_window_ms=p.stability_window_ms,
+            zero_band_kg=p.zero_band_kg,
+            min_vehicle_kg=p.min_vehicle_kg,
+            jump_kg=p.jump_kg,
+            second_vehicle_kg=p.second_vehicle_kg,
+            unstable_timeout_ms=int(p.unstable_timeout_s * 1000),
+            beam_grace_ms=int(p.beam_grace_s * 1000),
+            identify_timeout_ms=int(p.identify_timeout_s * 1000),
+            confirm_ms=int(p.confirm_s * 1000),
+            release_timeout_ms=int(p.release_timeout_s * 1000),
+            device_timeout_ms=int(p.device_timeout_s * 1000),
+            utc_offset_h=self.site.utc_offset_h,
+        )
+
+    def resolve(self, base: Path) -> SiteConfig:
+        """Relative file paths are relative to the config file's directory."""
+
+        def r(p: str) -> str:
+            return p if Path(p).is_absolute() else str((base / p).resolve())
+
+        site = self.site.model_copy(update={"key": r(self.site.key), "ledger": r(self.site.ledger)})
+        tickets = self.tickets.model_copy(update={"store": r(self.tickets.store)})
+        return self.model_copy(update={"site": site, "tickets": tickets})
+
+
+_TYPE_WORDS = {
+    "int_parsing": "integer",
+    "int_type": "integer",
+    "float_parsing": "number",
+    "float_type": "number",
+    "bool_parsing": "boolean (true or false)",
+    "bool_type": "boolean (true or false)",
+    "string_type": "string",
+}
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    loc = re.sub(r"\.(\d+)(\.|$)", r"[\1]\2", loc)
+    typ, inp, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if typ in _TYPE_WORDS:
+        word = _TYPE_WORDS[typ]
+        article = "an" if word[0] in "aeiou" else "a"
+        msg = f"Expected {word}, but cannot parse {inp!r} as {article} {word}"
+    elif typ == "missing":
+        msg = "Required key is missing; add it"
+    elif typ == "extra_forbidden":
+        msg = f"Unknown key {str(err['loc'][-1])!r}; check its spelling or remove it"
+    elif typ == "literal_error":
+        msg = f"Expected one of {ctx.get('expected')}, got {inp!r}"
+    elif typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = next(iter(ctx.values()), "?")
+        word = {"greater_than_equal": "at least", "less_than_equal": "at most",
+                "greater_than": "more than", "less_than": "less than"}[typ]
+        msg = f"Expected a value {word} {bound}, got {inp!r}"
+    elif typ == "string_pattern_mismatch":
+        msg = f"{inp!r} is not allowed here: use letters, digits, '-', '_' or '.'"
+    elif typ == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+    else:
+        msg = err["msg"]
+    return f"{msg} ({loc})" if loc else msg
+
+
+def parse_config(data: dict[str, Any], path: str = "<config>") -> SiteConfig:
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, [_describe(e) for e in exc.errors()]) from exc
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), ["the file is not UTF-8; save it as UTF-8"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from exc
+    return parse_config(data, str(p)).resolve(p.parent)
+
+
+def file_problems(cfg: SiteConfig) -> list[str]:
+    """Checks on the files the config names (warnings for check-config; fatal at run)."""
+    out: list[str] = []
+    key = Path(cfg.site.key)
+    if not key.exists():
+        out.append(f"site key file {key} does not exist; create it with `coalgate ledger "
+                   f"keygen --name {cfg.site.id} --out {key}` (site.key)")
+    elif key.stat().st_mode & 0o077:
+        out.append(f"site key file {key} is readable by others; run chmod 600 {key} (site.key)")
+    ledger_dir = Path(cfg.site.ledger).parent
+    if not ledger_dir.exists():
+        out.append(f"ledger directory {ledger_dir} does not exist; create it (site.ledger)")
+    return out

@@ -1,0 +1,734 @@
+"""The gate controller: a pure state machine fed with events and a clock, returning actions.
+
+idle → entering → on_platform (both IR beams clear) → identify (stable; plate, ticket) →
+decide → record → released (barrier up) → leaving → idle, or → held (barrier stays down).
+Fail closed: nothing but a clean decision (or a recorded operator override) raises the barrier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from edge_agent.gate.book import TareRecord, VehicleBook
+from edge_agent.gate.events import (
+    Action,
+    Barrier,
+    DeviceStatus,
+    Event,
+    Inputs,
+    MarkTicketUsed,
+    Operator,
+    PlateRead,
+    Record,
+    Recorded,
+    Signals,
+    Tick,
+    TicketScan,
+    WeightSample,
+)
+from edge_agent.gate.policy import GatePolicy
+from edge_agent.gate.rules import SEVERITY, TicketFacts, Weighed, advisory, decide
+from edge_agent.stability import StabilityDetector, StabilityPolicy
+
+IDLE = "idle"
+ENTERING = "entering"
+ON_PLATFORM = "on_platform"
+IDENTIFY = "identify"
+HELD = "held"
+RELEASED = "released"
+LEAVING = "leaving"
+RECOVERING = "recovering"
+
+PENDING_TICKET_MS = 120_000  # a QR scanned just before the truck drove on still counts
+
+
+class TicketCheckLike(Protocol):
+    ok: bool
+    reason: str
+    ticket: Any
+    message: str
+
+
+class TicketVerifier(Protocol):
+    """edge_agent.tickets.GateTicketVerifier, or a plain fake in tests."""
+
+    def check(self, qr_text: str, *, plate: str, now: datetime) -> TicketCheckLike: ...
+
+    def mark_used(self, ticket_id: str, *, seq: int, now: datetime) -> None: ...
+
+
+class OperatorRefused(Exception):
+    """An operator action that the gate will not carry out (the message says why)."""
+
+
+@dataclass
+class Txn:
+    id: str
+    started_ms: int
+    plates: list[PlateRead] = field(default_factory=list)
+    manual_plate: str | None = None
+    qr_text: str | None = None
+    ticket: TicketFacts | None = None
+    ticket_checked_for: str | None = None
+    beams_clear_once: bool = False
+    clear_weight: int = 0  # last weight seen with both beams clear
+    on_platform_ms: int | None = None
+    blocked_since_ms: int | None = None
+    stable_kg: int | None = None
+    stable_ms: int | None = None
+    identify_ms: int | None = None
+    flags: list[str] = field(default_factory=list)  # anomalies seen before the decision
+    alarms_raised: set[str] = field(default_factory=set)
+    weighing: dict[str, Any] | None = None
+    weighing_seq: int | None = None
+    released: bool = False
+    passages: int = 0
+    voided: bool = False
+
+    @property
+    def plate(self) -> PlateRead | None:
+        if self.manual_plate is not None:
+            return PlateRead(self.manual_plate, 1000, "manual")
+        if not self.plates:
+            return None
+        return max(self.plates, key=lambda p: p.conf_pm)
+
+
+@dataclass(frozen=True)
+class RecoveredTxn:
+    """The last transaction found open in the ledger at start-up (after a power cut)."""
+
+    txn: str
+    weighing: dict[str, Any] | None
+    weighing_seq: int | None
+    barrier_up: bool
+
+
+class GateController:
+    def __init__(
+        self,
+        policy: GatePolicy,
+        *,
+        book: VehicleBook | None = None,
+        verifier: TicketVerifier | None = None,
+        recovered: RecoveredTxn | None = None,
+    ) -> None:
+        self.policy = policy
+        self.book = book or VehicleBook()
+        self.verifier = verifier
+        self.stab = StabilityDetector(
+            StabilityPolicy(
+                e_kg=policy.e_kg,
+                window_ms=policy.stability_window_ms,
+                zero_band_kg=policy.zero_band_kg,
+            )
+        )
+        self.state = RECOVERING if recovered else IDLE
+        self.recovered = recovered
+        self.io = Inputs()
+        self.weight: int | None = None
+        self.last_sample_ms: int | None = None
+        self.txn: Txn | None = None
+        self.last_txn: Txn | None = None
+        self.barrier_cmd_up = False
+        self.offline: set[str] = set()
+        self.pending_qr: tuple[str, int] | None = None
+        self.last_plates: list[tuple[PlateRead, int]] = []
+        self.signals = Signals(red=False, green=False, horn=False)
+        self.zero_alarm = False
+        self.last_decision: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- public
+    def start(self, now_ms: int) -> list[Action]:
+        """Actions at start-up: barrier down unless a released truck is being resumed."""
+        out: list[Action] = []
+        if not (self.recovered and self.recovered.barrier_up):
+            out.append(Barrier(up=False))
+        out += self._signals()
+        return out
+
+    def handle(self, event: Event, now_ms: int) -> list[Action]:
+        out: list[Action] = []
+        if isinstance(event, WeightSample):
+            self._on_weight(event, now_ms, out)
+        elif isinstance(event, Inputs):
+            self._on_inputs(event, now_ms, out)
+        elif isinstance(event, PlateRead):
+            self._on_plate(event, now_ms, out)
+        elif isinstance(event, TicketScan):
+            self._on_ticket(event, now_ms, out)
+        elif isinstance(event, DeviceStatus):
+            self._on_device(event, now_ms, out)
+        elif isinstance(event, Operator):
+            self._on_operator(event, now_ms, out)
+        elif isinstance(event, Recorded):
+            self._on_recorded(event, now_ms, out)
+        elif isinstance(event, Tick):
+            pass
+        self._on_time(now_ms, out)
+        out += self._signals()
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """State for the operator console and the MQTT ``live`` topic."""
+        t = self.txn
+        plate = t.plate if t else None
+        return {
+            "state": self.state,
+            "weight_kg": self.weight,
+            "stable": self.stab.current() is not None,
+            "io": vars(self.io).copy(),
+            "barrier_cmd_up": self.barrier_cmd_up,
+            "txn": t.id if t else None,
+            "plate": plate.plate if plate else None,
+            "plate_source": plate.source if plate else None,
+            "ticket": (t.ticket.ticket_id if t and t.ticket else None),
+            "ticket_result": (t.ticket.reason if t and t.ticket else None),
+            "flags": list(t.flags) if t else [],
+            "decision": self.last_decision,
+            "offline": sorted(self.offline),
+        }
+
+    # ----------------------------------------------------------------- helpers
+    def _day(self, now_ms: int) -> str:
+        offset = timedelta(hours=self.policy.utc_offset_h)
+        local = datetime.fromtimestamp(now_ms / 1000, UTC) + offset
+        return local.strftime("%Y%m%d")
+
+    @staticmethod
+    def _dt(now_ms: int) -> datetime:
+        return datetime.fromtimestamp(now_ms / 1000, UTC)
+
+    def _begin(self, now_ms: int) -> Txn:
+        txn = Txn(id=self.book.next_txn(self.policy.site_id, self._day(now_ms)), started_ms=now_ms)
+        # Plates and QR codes read while the truck was still on the approach belong to it.
+        txn.plates = [p for p, t in self.last_plates if now_ms - t <= PENDING_TICKET_MS]
+        if self.pending_qr and now_ms - self.pending_qr[1] <= PENDING_TICKET_MS:
+            txn.qr_text = self.pending_qr[0]
+        self.pending_qr = None
+        self.last_plates = []
+        self.txn = txn
+        self.stab.reset()
+        return txn
+
+    def _alarm(
+        self, code: str, out: list[Action], detail: dict[str, Any] | None = None,
+        txn: Txn | None = None,
+    ) -> None:
+        t = txn if txn is not None else self.txn
+        if t is not None:
+            if code in t.alarms_raised:
+                return
+            t.alarms_raised.add(code)
+        out.append(
+            Record(
+                "alarm",
+                {
+                    "code": code,
+                    "severity": SEVERITY.get(code, "warning"),
+                    "txn": t.id if t else None,
+                    "detail": detail or {},
+                },
+            )
+        )
+
+    def _barrier(self, up: bool, cause: str, out: list[Action], txn: Txn | None = None) -> None:
+        t = txn if txn is not None else self.txn
+        out.append(Record("barrier", {"txn": t.id if t else None, "action": "up" if up else "down",
+                                      "cause": cause}))
+        out.append(Barrier(up=up))
+        self.barrier_cmd_up = up
+
+    def _signals(self) -> list[Action]:
+        t = self.txn
+        horn = bool(t and any(SEVERITY.get(a) == "critical" for a in t.alarms_raised)
+                    and not t.released)
+        sig = Signals(red=self.state != IDLE, green=self.state in (IDLE, RELEASED), horn=horn)
+        if sig != self.signals:
+            self.signals = sig
+            return [sig]
+        return []
+
+    def _finish(self) -> None:
+        self.last_txn = self.txn
+        self.txn = None
+        self.state = IDLE
+        self.stab.reset()
+
+    # ----------------------------------------------------------------- weight
+    def _on_weight(self, ev: WeightSample, now_ms: int, out: list[Action]) -> None:
+        p = self.policy
+        if "scale" in self.offline:
+            self.offline.discard("scale")
+            out.append(Record("device", {"device": "scale", "state": "online", "detail": {}}))
+        self.weight, self.last_sample_ms = ev.kg, now_ms
+        w = ev.kg
+        beams_clear = not self.io.ir_entry and not self.io.ir_exit
+        if self.state == RECOVERING:
+            self._recover(w, now_ms, out)
+            return
+        if self.state == IDLE:
+            if w >= p.min_vehicle_kg:
+                self._begin(now_ms)
+                self.state = ENTERING
+                self.zero_alarm = False
+            else:
+                s = self.stab.add(now_ms, w, ev.motion)
+                if s is not None and not self.stab.at_zero(s.weight_kg) and not self.zero_alarm:
+                    self.zero_alarm = True
+                    self._alarm("zero_drift", out, {"weight_kg": s.weight_kg})
+                elif s is not None and self.stab.at_zero(s.weight_kg):
+                    self.zero_alarm = False
+                return
+        t = self.txn
+        if t is None:
+            return
+        if beams_clear and w >= p.min_vehicle_kg:
+            t.clear_weight = w
+        if self.state in (ENTERING, ON_PLATFORM):
+            if w < p.min_vehicle_kg and beams_clear and self.stab.at_zero(w):
+                self._abandon(now_ms, out)
+                return
+            if not beams_clear:
+                if self.state == ON_PLATFORM and t.stable_kg is None:
+                    self.state = ENTERING
+                    self.stab.reset()
+                s = self.stab.add(now_ms, w, ev.motion)
+                if s is not None and w >= p.min_vehicle_kg:
+                    self._blocked_but_stable(t, s.weight_kg, now_ms, out)
+                return
+            t.blocked_since_ms = None
+            if self.state == ENTERING:
+                self.state = ON_PLATFORM
+                t.on_platform_ms = now_ms
+                t.beams_clear_once = True
+                self.stab.reset()
+            if t.stable_kg is not None and abs(w - t.stable_kg) > p.jump_kg:
+                # A standing truck cannot change weight like this: jammer or tampering.
+                self._hold_late("weight_jump", {"weight_kg": w, "stable_kg": t.stable_kg},
+                                now_ms, out)
+                return
+            s = self.stab.add(now_ms, w, ev.motion)
+            if s is None:
+                return
+            if t.stable_kg is None:
+                t.stable_kg, t.stable_ms = s.weight_kg, now_ms
+            elif abs(s.weight_kg - t.stable_kg) > p.e_kg * 2:
+                t.stable_kg, t.stable_ms = s.weight_kg, now_ms
+            if now_ms - (t.stable_ms or now_ms) >= p.confirm_ms:
+                self.state = IDENTIFY
+                t.identify_ms = now_ms
+                self._try_decide(now_ms, out)
+            return
+        if self.state in (IDENTIFY, HELD, RELEASED):
+            self._watch_standing(t, w, now_ms, out)
+            return
+        if self.state == LEAVING:
+            if self.stab.at_zero(w) and not self.io.loop_exit and not self.io.ir_exit:
+                self._barrier(False, "decision", out)
+                self._finish()
+
+    def _blocked_but_stable(self, t: Txn, kg: int, now_ms: int, out: list[Action]) -> None:
+        p = self.policy
+        if t.beams_clear_once and self.io.ir_entry and kg - t.clear_weight > p.second_vehicle_kg:
+            if "second_vehicle" not in t.flags:
+                t.flags.append("second_vehicle")
+            self._alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
+            return
+        if t.blocked_since_ms is None:
+            t.blocked_since_ms = now_ms
+        elif now_ms - t.blocked_since_ms >= p.beam_grace_ms:
+            beams = [b for b, on in (("entry", self.io.ir_entry), ("exit", self.io.ir_exit)) if on]
+            self._alarm("not_fully_on_platform", out, {"weight_kg": kg, "beams_blocked": beams})
+
+    def _watch_standing(self, t: Txn, w: int, now_ms: int, out: list[Action]) -> None:
+        """After a stable reading the truck stands still: any large change is suspicious."""
+        p = self.policy
+        if t.stable_kg is None:
+            return
+        leaving = self.state == RELEASED and (self.io.ir_exit or self.io.loop_exit)
+        if leaving:
+            return
+        if self.io.ir_entry and w - t.stable_kg > p.second_vehicle_kg:
+            self._hold_late("second_vehicle", {"weight_kg": w, "stable_kg": t.stable_kg}, now_ms,
+                            out)
+            return
+        if abs(w - t.stable_kg) > p.jump_kg and not self.io.ir_entry:
+            if self.state == HELD and self.stab.at_zero(w):
+                return  # the held truck backed off; handled by the platform-empty check
+            self._hold_late("weight_jump", {"weight_kg": w, "stable_kg": t.stable_kg}, now_ms, out)
+        if self.state == HELD and self.stab.at_zero(w) and not self.io.ir_entry:
+            self._finish()
+
+    def _hold_late(
+        self, code: str, detail: dict[str, Any], now_ms: int, out: list[Action]
+    ) -> None:
+        t = self.txn
+        assert t is not None
+        if code not in t.flags:
+            t.flags.append(code)
+        self._alarm(code, out, detail)
+        if self.state == RELEASED and not t.passages:
+            # Fail closed: the release was for the weight we saw, not this one.
+            t.released = False
+            self._barrier(False, "decision", out)
+        if self.state in (ON_PLATFORM, IDENTIFY, RELEASED):
+            if t.weighing is None:
+                self._decide_now(now_ms, out, force=True)
+            self.state = HELD
+
+    def _abandon(self, now_ms: int, out: list[Action]) -> None:
+        """The truck backed off before it was weighed: nothing to record unless it alarmed."""
+        self._finish()
+
+    # ----------------------------------------------------------------- identify + decide
+    def _pass_kind(self, plate: str, now_ms: int) -> tuple[str, TareRecord | None]:
+        """Which pass this is: pair with an open tare (two-pass), use a stored or registered
+        tare (one-pass), or measure the tare."""
+        p = self.policy
+        if p.mode in ("two_pass", "auto"):
+            rec = self.book.open_tares.get(plate)
+            if rec and now_ms - rec.at_ms <= p.open_tare_expiry_h * 3_600_000:
+                return "gross", rec
+        if p.mode in ("one_pass", "auto"):
+            rec = self.book.stored_tares.get(plate)
+            if rec and now_ms - rec.at_ms <= p.tare_expiry_h * 3_600_000:
+                return "one_pass", rec
+            registered = self.book.registered_tares.get(plate)
+            if registered is not None:
+                return "one_pass", TareRecord("registered", registered, None, now_ms)
+        return "tare", None
+
+    def _check_ticket(self, t: Txn, plate: str, now_ms: int, out: list[Action]) -> None:
+        if t.qr_text is None or t.ticket_checked_for == plate:
+            return
+        t.ticket_checked_for = plate
+        if self.verifier is None:
+            t.ticket = TicketFacts(False, "unknown_issuer", None, None)
+        else:
+            res = self.verifier.check(t.qr_text, plate=plate, now=self._dt(now_ms))
+            tk = res.ticket
+            t.ticket = TicketFacts(
+                ok=bool(res.ok),
+                reason="ok" if res.ok else str(res.reason),
+                ticket_id=getattr(tk, "ticket_id", None),
+                planned_net_kg=getattr(tk, "planned_net_kg", None),
+            )
+        out.append(Record("ticket_check", {"txn": t.id, "ticket_id": t.ticket.ticket_id,
+                                           "result": t.ticket.reason, "plate": plate}))
+
+    def _try_decide(self, now_ms: int, out: list[Action]) -> None:
+        t = self.txn
+        if t is None or self.state != IDENTIFY or t.weighing is not None:
+            return
+        plate = t.plate
+        if plate is None:
+            return  # wait for a plate (camera or operator); the barrier stays down
+        kind, _ = self._pass_kind(plate.plate, now_ms)
+        self._check_ticket(t, plate.plate, now_ms, out)
+        waiting_ticket = (
+            kind != "tare" and self.policy.ticket_required and t.ticket is None
+            and now_ms - (t.identify_ms or now_ms) < self.policy.identify_timeout_ms
+        )
+        if waiting_ticket:
+            return
+        self._decide_now(now_ms, out)
+
+    def _decide_now(self, now_ms: int, out: list[Action], force: bool = False) -> None:
+        t = self.txn
+        assert t is not None
+        p = self.policy
+        plate = t.plate
+        if plate is None or t.stable_kg is None:
+            if force:
+                self.state = HELD
+            return
+        kind, tare_rec = self._pass_kind(plate.plate, now_ms)
+        axles = plate.axles or self.book.axles.get(plate.plate) or p.default_axles
+        weighed = Weighed(
+            pass_kind=kind,
+            weight_kg=t.stable_kg,
+            tare_kg=tare_rec.kg if tare_rec else None,
+            axles=axles,
+            tare_median=self.book.median_tare(plate.plate),
+            ticket=t.ticket,
+        )
+        reasons = decide(p, weighed)
+        for f in t.flags:
+            if f not in reasons:
+                reasons.append(f)
+        fronts = {r.plate for r in t.plates if r.conf_pm >= 800}
+        if t.manual_plate is None and len(fronts) > 1 and "plate_mismatch" not in reasons:
+            reasons.append("plate_mismatch")
+        warn = advisory(p, weighed)
+        release = not reasons
+        gross = t.stable_kg if kind != "tare" else None
+        tare_kg = t.stable_kg if kind == "tare" else (tare_rec.kg if tare_rec else None)
+        body: dict[str, Any] = {
+            "txn": t.id,
+            "pass": kind,
+            "plate": plate.plate,
+            "plate_conf_pm": plate.conf_pm,
+            "plate_source": plate.source,
+            "axles": axles,
+            "weight_kg": t.stable_kg,
+            "gross_kg": gross,
+            "tare_kg": tare_kg,
+            "net_kg": gross - tare_kg if gross is not None and tare_kg is not None else None,
+            "tare_source": "measured" if kind == "tare" else "stored",
+            "tare_seq": tare_rec.seq if tare_rec else None,
+            "ticket_id": t.ticket.ticket_id if t.ticket else None,
+            "limit_kg": p.limit_for(axles),
+            "decision": "release" if release else "hold",
+            "reasons": reasons,
+            "stable_ms": max(0, now_ms - (t.stable_ms or now_ms)) + p.stability_window_ms,
+            "snapshot_sha256": next((r.snapshot_sha256 for r in t.plates if r.snapshot_sha256),
+                                    None),
+        }
+        t.weighing = body
+        out.append(Record("weighing", body, ref=f"weighing:{t.id}"))
+        self.last_decision = {"txn": t.id, "decision": body["decision"], "reasons": reasons,
+                              "pass": kind, "weight_kg": t.stable_kg, "net_kg": body["net_kg"]}
+        for code in reasons + warn:
+            self._alarm(code, out, {"weight_kg": t.stable_kg, "limit_kg": body["limit_kg"]}
+                        if code == "overload" else {"weight_kg": t.stable_kg})
+        if release:
+            self._apply_release_to_book(t, kind, plate.plate, now_ms)
+            t.released = True
+            self.state = RELEASED
+            self._barrier(True, "decision", out)
+        else:
+            self.state = HELD
+
+    def _apply_release_to_book(self, t: Txn, kind: str, plate: str, now_ms: int) -> None:
+        assert t.stable_kg is not None
+        if kind == "tare":
+            rec = TareRecord(t.id, t.stable_kg, None, now_ms)
+            self.book.add_tare(plate, rec, open_for_gross=self.policy.mode != "one_pass")
+        else:
+            self.book.close_open_tare(plate)
+
+    # ----------------------------------------------------------------- inputs
+    def _on_inputs(self, ev: Inputs, now_ms: int, out: list[Action]) -> None:
+        old, self.io = self.io, ev
+        if "io" in self.offline:
+            self.offline.discard("io")
+            out.append(Record("device", {"device": "io", "state": "online", "detail": {}}))
+        # Barrier moving without a command: forced (冲卡) or tampered.
+        if not self.barrier_cmd_up and old.barrier_down and not ev.barrier_down:
+            self._alarm("barrier_forced", out, {"feedback": "down_lost"}, txn=self._ref_txn())
+        t = self.txn
+        if (
+            t is not None and self.state == ENTERING and not ev.ir_entry and not ev.ir_exit
+            and self.weight is not None and self.weight >= self.policy.min_vehicle_kg
+        ):
+            t.beams_clear_once = True
+            t.clear_weight = self.weight
+        if ev.loop_exit and not old.loop_exit:
+            self._passage(now_ms, out)
+        if self.state == RELEASED and (ev.ir_exit or ev.loop_exit):
+            self.state = LEAVING
+        if self.state == LEAVING and not ev.loop_exit and old.loop_exit:
+            if self.weight is not None and self.stab.at_zero(self.weight) and not ev.ir_exit:
+                self._barrier(False, "decision", out)
+                self._finish()
+        if self.state == IDLE and (ev.ir_entry or ev.ir_exit) and not (old.ir_entry or old.ir_exit):
+            pass  # a beam alone does not start a transaction; weight does
+
+    def _ref_txn(self) -> Txn | None:
+        return self.txn or self.last_txn
+
+    def _passage(self, now_ms: int, out: list[Action]) -> None:
+        t = self.txn if self.txn is not None else None
+        if t is None and self.last_txn is not None and self.last_txn.released:
+            # Barrier already down for the last truck: this is someone following it out.
+            t = None
+        released = bool(t and t.released and t.passages == 0)
+        if t is not None:
+            t.passages += 1
+        out.append(Record("passage", {"txn": t.id if t else None, "direction": "exit",
+                                      "released": released}))
+        if not released:
+            detail: dict[str, Any] = {"state": self.state, "barrier_cmd_up": self.barrier_cmd_up}
+            if t is not None:
+                detail["weighed"] = t.weighing is not None
+            self._alarm("escape", out, detail, txn=t)
+            if not self.barrier_cmd_up and not self.io.barrier_up:
+                self._alarm("barrier_forced", out, {"feedback": "passage_while_down"}, txn=t)
+
+    # ----------------------------------------------------------------- plate / ticket
+    def _on_plate(self, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
+        t = self.txn
+        if t is None or self.state in (RELEASED, LEAVING):
+            self.last_plates = [(p, ts) for p, ts in self.last_plates
+                                if now_ms - ts <= PENDING_TICKET_MS][-9:] + [(ev, now_ms)]
+            return
+        t.plates.append(ev)
+        self._try_decide(now_ms, out)
+
+    def _on_ticket(self, ev: TicketScan, now_ms: int, out: list[Action]) -> None:
+        t = self.txn
+        if t is None or self.state in (RELEASED, LEAVING):
+            self.pending_qr = (ev.qr_text, now_ms)
+            return
+        if t.weighing is not None:
+            return  # decided already; a new QR does not reopen the decision
+        t.qr_text = ev.qr_text
+        t.ticket = None
+        t.ticket_checked_for = None
+        self._try_decide(now_ms, out)
+
+    # ----------------------------------------------------------------- devices + time
+    def _on_device(self, ev: DeviceStatus, now_ms: int, out: list[Action]) -> None:
+        if ev.online == (ev.device not in self.offline):
+            return
+        if ev.online:
+            self.offline.discard(ev.device)
+        else:
+            self.offline.add(ev.device)
+        out.append(Record("device", {"device": ev.device,
+                                     "state": "online" if ev.online else "offline",
+                                     "detail": ev.detail}))
+        if not ev.online:
+            self._alarm_device(ev.device, ev.detail, out)
+
+    def _alarm_device(self, device: str, detail: dict[str, Any], out: list[Action]) -> None:
+        out.append(Record("alarm", {"code": "device_offline", "severity": "warning",
+                                    "txn": self.txn.id if self.txn else None,
+                                    "detail": {"device": device, **detail}}))
+
+    def _on_time(self, now_ms: int, out: list[Action]) -> None:
+        p = self.policy
+        if (
+            self.last_sample_ms is not None
+            and now_ms - self.last_sample_ms > p.device_timeout_ms
+            and "scale" not in self.offline
+        ):
+            self.offline.add("scale")
+            detail = {"silent_ms": now_ms - self.last_sample_ms}
+            out.append(Record("device", {"device": "scale", "state": "offline", "detail": detail}))
+            self._alarm_device("scale", detail, out)
+        t = self.txn
+        if t is None:
+            return
+        if self.state == ON_PLATFORM and t.on_platform_ms is not None and t.stable_kg is None:
+            if now_ms - t.on_platform_ms > p.unstable_timeout_ms:
+                if "unstable" not in t.flags:
+                    t.flags.append("unstable")
+                self._alarm("unstable", out, {"weight_kg": self.weight,
+                                              "on_platform_ms": now_ms - t.on_platform_ms})
+        if self.state == IDENTIFY and t.weighing is None:
+            if now_ms - (t.identify_ms or now_ms) >= p.identify_timeout_ms and t.plate is not None:
+                self._decide_now(now_ms, out)
+            else:
+                self._try_decide(now_ms, out)
+        if self.state == RELEASED and self.barrier_cmd_up and t.released and not t.passages:
+            if now_ms - (t.started_ms) > p.release_timeout_ms + p.identify_timeout_ms * 4:
+                self._barrier(False, "timeout", out)
+
+    # ----------------------------------------------------------------- operator
+    def _on_operator(self, ev: Operator, now_ms: int, out: list[Action]) -> None:
+        if not ev.reason.strip() or not ev.operator.strip():
+            raise OperatorRefused("an override needs the operator's name and a typed reason")
+        t = self.txn
+        if ev.action == "manual_plate":
+            if t is None or not ev.plate:
+                raise OperatorRefused("manual plate needs a truck on the platform and a plate")
+            if t.weighing is not None:
+                raise OperatorRefused("this truck is already weighed; void it to re-weigh")
+            out.append(Record("override", {"txn": t.id, "action": "manual_plate",
+                                           "operator": ev.operator, "reason": ev.reason,
+                                           "plate": ev.plate}))
+            t.manual_plate = ev.plate
+            t.ticket_checked_for = None
+            self._try_decide(now_ms, out)
+            return
+        if ev.action == "manual_barrier_up":
+            if t is not None and t.weighing and "overload" in t.weighing["reasons"]:
+                raise OperatorRefused(
+                    "an overloaded truck may not be released; unload it and weigh again"
+                )
+            out.append(Record("override", {"txn": t.id if t else None,
+                                           "action": "manual_barrier_up",
+                                           "operator": ev.operator, "reason": ev.reason}))
+            if t is not None:
+                t.released = True
+                t.passages = 0
+                self.state = RELEASED
+            self._barrier(True, "override", out)
+            return
+        if ev.action == "void":
+            target = ev.txn or (t.id if t else None)
+            if target is None:
+                raise OperatorRefused("nothing to void: name the transaction")
+            out.append(Record("override", {"txn": target, "action": "void",
+                                           "operator": ev.operator, "reason": ev.reason}))
+            self.book.replay(-1, "override", {"txn": target, "action": "void"}, now_ms)
+            if t is not None and t.id == target:
+                t.voided = True
+                if self.state in (RELEASED,) and not t.passages:
+                    self._barrier(False, "override", out)
+                if self.state != LEAVING:
+                    self.state = HELD
+            return
+        raise OperatorRefused(f"unknown operator action {ev.action!r}")
+
+    def _on_recorded(self, ev: Recorded, now_ms: int, out: list[Action]) -> None:
+        if not ev.ref.startswith("weighing:"):
+            return
+        txn_id = ev.ref.split(":", 1)[1]
+        self.book.set_tare_seq(txn_id, ev.seq)
+        for t in (self.txn, self.last_txn):
+            if t is not None and t.id == txn_id:
+                t.weighing_seq = ev.seq
+                if t.released and t.ticket and t.ticket.ok and t.ticket.ticket_id:
+                    out.append(MarkTicketUsed(t.ticket.ticket_id, ev.seq))
+
+    # ----------------------------------------------------------------- recovery
+    def _recover(self, w: int, now_ms: int, out: list[Action]) -> None:
+        r = self.recovered
+        assert r is not None
+        s = self.stab.add(now_ms, w)
+        if self.stab.at_zero(w):
+            out.append(Record("recovery", {"txn": r.txn, "resolution": "closed",
+                                           "weighing_seq": r.weighing_seq,
+                                           "detail": {"platform": "empty"}}))
+            if r.barrier_up:
+                self._barrier(False, "timeout", out, txn=Txn(r.txn, now_ms))
+            self.recovered = None
+            self.state = IDLE
+            self.stab.reset()
+            return
+        if s is None:
+            return
+        t = Txn(id=r.txn, started_ms=now_ms, beams_clear_once=True, stable_kg=s.weight_kg,
+                stable_ms=now_ms, weighing=r.weighing, weighing_seq=r.weighing_seq)
+        self.txn = t
+        self.recovered = None
+        out.append(Record("recovery", {"txn": r.txn, "resolution": "resumed",
+                                       "weighing_seq": r.weighing_seq,
+                                       "detail": {"weight_kg": s.weight_kg}}))
+        if r.weighing is None:
+            t.stable_kg = None
+            t.on_platform_ms = now_ms
+            self.state = ON_PLATFORM
+            return
+        recorded = int(r.weighing["weight_kg"])
+        if abs(recorded - s.weight_kg) > self.policy.jump_kg:
+            t.flags.append("weight_jump")
+            self._alarm("weight_jump", out, {"weight_kg": s.weight_kg, "recorded_kg": recorded})
+            self.state = HELD
+            return
+        t.stable_kg = recorded
+        if r.weighing.get("decision") == "release":
+            t.released = True
+            self.state = RELEASED
+            if not r.barrier_up:
+                self._barrier(True, "decision", out)
+            else:
+                self.barrier_cmd_up = True
+        else:
+            self.state = HELD
+

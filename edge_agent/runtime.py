@@ -1,0 +1,401 @@
+"""The agent runtime (``coalgate edge run``): devices → controller → ledger, console, outbox.
+
+One asyncio loop. Device adapters put events on a queue; a single task feeds them to the pure
+:class:`GateController` with the wall clock and carries out its actions in order — ledger
+entries are durable before the barrier moves. Structured JSON log lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from edge_agent.config import SiteConfig
+from edge_agent.devices.io import GateIO, make_io
+from edge_agent.devices.scale import ModbusScale, StreamScale, make_scale
+from edge_agent.devices.scanner import LineScanner
+from edge_agent.devices.streams import DeviceLost
+from edge_agent.gate import (
+    Action,
+    Barrier,
+    DeviceStatus,
+    Event,
+    GateController,
+    MarkTicketUsed,
+    Operator,
+    OperatorRefused,
+    PlateRead,
+    Record,
+    Recorded,
+    RecoveredTxn,
+    Signals,
+    Tick,
+    VehicleBook,
+)
+
+AGENT_VERSION = "0.1.0"
+TICK_S = 0.2
+
+
+class RuntimeError_(Exception):
+    """The agent cannot start (bad key, damaged ledger…); the message says how to fix it."""
+
+
+class Log:
+    """One JSON object per line: ``ts``, ``level``, ``msg`` and fields."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+
+    def __call__(self, msg: str, level: str = "info", **fields: Any) -> None:
+        rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level,
+               "msg": msg, **fields}
+        self.out.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        self.out.flush()
+
+
+def ts_ms(ts: str) -> int:
+    from ledger.entry import parse_ts
+
+    return int(parse_ts(ts).timestamp() * 1000)
+
+
+@dataclass
+class Replay:
+    """What the ledger says about the gate's past: the book and any open transaction."""
+
+    book: VehicleBook
+    recovered: RecoveredTxn | None
+    size: int
+    weighings: list[tuple[int, str, dict[str, Any], str]]  # (seq, hash hex, body, ts), recent
+
+
+def replay_ledger(store: Any, book: VehicleBook) -> Replay:
+    """Fold every entry into ``book``; find the last transaction left open by a power cut."""
+    txns: dict[str, dict[str, Any]] = {}
+    last_txn: str | None = None
+    weighings: list[tuple[int, str, dict[str, Any], str]] = []
+    for se in store.iter_entries():
+        e = se.entry
+        body = e.body
+        book.replay(e.seq, e.kind, body, ts_ms(e.ts))
+        if e.kind == "weighing":
+            weighings = weighings[-199:] + [(e.seq, se.hash.hex(), body, e.ts)]
+        txn = body.get("txn")
+        if not isinstance(txn, str):
+            continue
+        st = txns.setdefault(txn, {"weighing": None, "seq": None, "barrier_up": False,
+                                   "closed": False})
+        last_txn = txn
+        if e.kind == "weighing":
+            st["weighing"], st["seq"] = body, e.seq
+        elif e.kind == "barrier":
+            st["barrier_up"] = body.get("action") == "up"
+            if body.get("action") == "down" and st["weighing"] is not None:
+                st["closed"] = True
+        elif e.kind in ("passage", "recovery"):
+            st["closed"] = True
+        elif e.kind == "override" and body.get("action") == "void":
+            st["closed"] = True
+    recovered = None
+    if last_txn is not None and not txns[last_txn]["closed"]:
+        st = txns[last_txn]
+        recovered = RecoveredTxn(last_txn, st["weighing"], st["seq"], st["barrier_up"])
+    return Replay(book, recovered, store.size, weighings)
+
+
+@dataclass
+class Agent:
+    cfg: SiteConfig
+    log: Log = field(default_factory=Log)
+    clock: Callable[[], float] = time.time
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    listeners: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    recent: list[dict[str, Any]] = field(default_factory=list)  # today's transactions
+    latency_ms: list[float] = field(default_factory=list)  # stable sample -> coil write
+
+    def __post_init__(self) -> None:
+        from ledger.errors import LedgerError
+        from ledger.keys import read_signer_file
+        from ledger.store import LedgerStore
+
+        try:
+            self.signer = read_signer_file(self.cfg.site.key)
+        except (LedgerError, OSError) as exc:
+            raise RuntimeError_(f"site key {self.cfg.site.key}: {exc}") from exc
+        Path(self.cfg.site.ledger).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = LedgerStore.open(self.cfg.site.ledger, site=self.cfg.site.id,
+                                          signer=self.signer)
+        except (LedgerError, OSError) as exc:
+            raise RuntimeError_(f"ledger {self.cfg.site.ledger}: {exc}") from exc
+        report = self.store.verify(self.signer.verifier)
+        if not report.ok:
+            raise RuntimeError_(
+                f"ledger {self.cfg.site.ledger} fails verification: {report}; keep the file for "
+                f"the auditor and start a new ledger only with the bureau's approval"
+            )
+        book = VehicleBook()
+        for v in self.cfg.vehicles:
+            if v.axles is not None:
+                book.axles[v.plate] = v.axles
+            if v.tare_kg is not None:
+                book.registered_tares[v.plate] = v.tare_kg
+        rp = replay_ledger(self.store, book)
+        for seq, h, body, ts in rp.weighings:
+            self._note_txn(body, seq, h, ts[11:19])
+        self.verifier = self._make_verifier()
+        self.ctrl = GateController(self.cfg.gate_policy(), book=rp.book, verifier=self.verifier,
+                                   recovered=rp.recovered)
+        self.log("ledger verified", size=rp.size,
+                 recovered_txn=rp.recovered.txn if rp.recovered else None)
+        self.scale: StreamScale | ModbusScale = make_scale(self.cfg.scale, self.emit)
+        self.io: GateIO = make_io(self.cfg.io, self.emit)
+        self.scanner = LineScanner(self.cfg.scanner, self.emit) \
+            if self.cfg.scanner.kind in ("serial", "tcp") else None
+        self.outbox: Any = None
+        self.stopping = asyncio.Event()
+        self._stable_at: float | None = None
+        self._camera_busy = False
+        self.console_port: int | None = None
+        self._lock = asyncio.Lock()
+
+    def _make_verifier(self) -> Any:
+        try:
+            from edge_agent.tickets import GateTicketVerifier
+        except ImportError:  # pragma: no cover - tickets package missing
+            return None
+        Path(self.cfg.tickets.store).parent.mkdir(parents=True, exist_ok=True)
+        return GateTicketVerifier(self.cfg.site.id, Path(self.cfg.tickets.store))
+
+    # ------------------------------------------------------------------ events in
+    def emit(self, ev: Event) -> None:
+        """Thread-unsafe: adapters run in the loop. Use ``emit_threadsafe`` from threads."""
+        self.queue.put_nowait(ev)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def operator(self, op: Operator) -> list[Action]:
+        """Run an operator action now (console); raises OperatorRefused with the reason."""
+        async with self._lock:
+            actions = self.ctrl.handle(op, self.now_ms())
+            await self._execute(actions)
+        self._broadcast()
+        return actions
+
+    async def feed(self, ev: Event) -> None:
+        """Handle one event now and carry out its actions (console pushes, tests)."""
+        async with self._lock:
+            await self._execute(self.ctrl.handle(ev, self.now_ms()))
+
+    # ------------------------------------------------------------------ actions out
+    async def _execute(self, actions: list[Action]) -> None:
+        queue = list(actions)
+        while queue:
+            a = queue.pop(0)
+            if isinstance(a, Record):
+                se = self.store.append(a.kind, a.body)
+                seq = se.entry.seq
+                self.log("entry", kind=a.kind, seq=seq, **_short(a.body))
+                if a.kind == "weighing":
+                    self._note_txn(a.body, seq, se.hash.hex())
+                if a.ref:
+                    queue[:0] = self.ctrl.handle(Recorded(a.ref, seq), self.now_ms())
+            elif isinstance(a, Barrier):
+                try:
+                    await self.io.barrier(a.up)
+                    if a.up and self._stable_at is not None:
+                        self.latency_ms.append((time.perf_counter() - self._stable_at) * 1000)
+                    self.log("barrier", up=a.up)
+                except DeviceLost as exc:
+                    self.log("barrier command failed", level="error", up=a.up, error=str(exc))
+                    queue[:0] = self.ctrl.handle(DeviceStatus("io", False, {"error": str(exc)}),
+                                                 self.now_ms())
+            elif isinstance(a, Signals):
+                with contextlib.suppress(DeviceLost):
+                    await self.io.signals(a)
+            elif isinstance(a, MarkTicketUsed):
+                if self.verifier is not None:
+                    from datetime import UTC, datetime
+
+                    self.verifier.mark_used(a.ticket_id, seq=a.seq, now=datetime.now(UTC))
+
+    def _note_txn(self, body: dict[str, Any], seq: int, entry_hash: str,
+                  hms: str | None = None) -> None:
+        row = {k: body.get(k) for k in ("txn", "pass", "plate", "gross_kg", "tare_kg", "net_kg",
+                                        "weight_kg", "decision", "reasons", "ticket_id")}
+        row.update(seq=seq, hash=entry_hash, time=hms or time.strftime("%H:%M:%S", time.gmtime()))
+        self.recent = [r for r in self.recent if r["txn"] != body["txn"]][-199:] + [row]
+
+    # ------------------------------------------------------------------ main loop
+    async def _controller_loop(self) -> None:
+        await self._execute(self.ctrl.start(self.now_ms()))
+        await self._execute([Record("config", {
+            "sha256": hashlib.sha256(self.cfg.model_dump_json().encode()).hexdigest(),
+            "policy": {"ticket_required": self.cfg.policy.ticket_required,
+                       "quota": self.cfg.policy.quota, "mode": self.cfg.policy.mode},
+            "agent_version": AGENT_VERSION,
+        })])
+        last_live = 0.0
+        while not self.stopping.is_set():
+            try:
+                ev: Event = await asyncio.wait_for(self.queue.get(), TICK_S)
+            except TimeoutError:
+                ev = Tick()
+            async with self._lock:
+                before = self.ctrl.state
+                t0 = time.perf_counter()
+                actions = self.ctrl.handle(ev, self.now_ms())
+                if before != self.ctrl.state:
+                    self.log("state", frm=before, to=self.ctrl.state,
+                             txn=self.ctrl.snapshot()["txn"])
+                    if self.ctrl.state == "identify":
+                        self._stable_at = t0
+                    if self.ctrl.state in ("entering", "on_platform", "identify"):
+                        self._maybe_read_plate()
+                if actions:
+                    await self._execute(actions)
+            now = time.monotonic()
+            if actions or now - last_live > 0.25:
+                last_live = now
+                self._broadcast()
+
+    def _broadcast(self) -> None:
+        snap = self.snapshot()
+        for q in list(self.listeners):
+            if q.qsize() < 50:
+                q.put_nowait(snap)
+
+    def snapshot(self) -> dict[str, Any]:
+        s = self.ctrl.snapshot()
+        s["site"] = self.cfg.site.id
+        s["site_name"] = self.cfg.site.name
+        s["devices"] = {"scale": self.scale.online, "io": getattr(self.io, "online", False)}
+        s["scale_stats"] = vars(self.scale.stream.stats).copy() \
+            if isinstance(self.scale, StreamScale) else {}
+        return s
+
+    def _maybe_read_plate(self) -> None:
+        cam = self.cfg.camera
+        if not cam.read_plates or not cam.snapshot_url or self._camera_busy:
+            return
+        if self.ctrl.snapshot()["plate"]:
+            return
+        self._camera_busy = True
+        asyncio.get_running_loop().create_task(self._read_plate(cam.snapshot_url))
+
+    async def _read_plate(self, url: str) -> None:
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=3) as client:
+                jpg = (await client.get(url)).content
+            readings = await asyncio.to_thread(_read_plates, jpg)
+            digest = hashlib.sha256(jpg).hexdigest()
+            for text, conf in readings[:1]:
+                self.emit(PlateRead(text, int(conf * 1000), "reader",
+                                    snapshot_sha256=digest))
+        except Exception as exc:  # camera trouble must never stop the gate
+            self.log("plate read failed", level="warning", error=str(exc))
+        finally:
+            self._camera_busy = False
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.site.checkpoint_every_s)
+            self.store.sign_checkpoint()
+            self.log("checkpoint", size=self.store.size)
+
+    def _start_outbox(self) -> None:
+        if self.cfg.mqtt is None:
+            return
+        from edge_agent.sync import Outbox
+        from edge_agent.sync.mqtt import MqttSettings
+
+        m = self.cfg.mqtt
+        password = Path(m.password_file).read_text().strip() if m.password_file else None
+        settings = MqttSettings(host=m.host, port=m.port, username=m.username, password=password)
+        self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer)
+        self.outbox.start()
+        self.log("outbox started", host=m.host, port=m.port)
+
+    async def run(self, *, console_port: int | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        tasks = [
+            loop.create_task(self.scale.run(), name="scale"),
+            loop.create_task(self.io.run(), name="io"),
+            loop.create_task(self._checkpoints(), name="checkpoints"),
+        ]
+        if self.scanner is not None:
+            tasks.append(loop.create_task(self.scanner.run(), name="scanner"))
+        server = None
+        port = self.cfg.console.port if console_port is None else console_port
+        if port is not None:
+            from edge_agent.console.app import serve
+
+            server, bound = await serve(self, self.cfg.console.host, port)
+            self.console_port = bound
+            self.log("console", url=f"http://{self.cfg.console.host}:{bound}/")
+        self._start_outbox()
+        main = loop.create_task(self._controller_loop(), name="controller")
+        self.log("started", site=self.cfg.site.id)
+        stop = loop.create_task(self.stopping.wait())
+        await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if main.done() and main.exception():
+            self.log("controller crashed", level="critical", error=repr(main.exception()))
+        self.stopping.set()
+        for t in [*tasks, main]:
+            t.cancel()
+        await asyncio.gather(*tasks, main, return_exceptions=True)
+        if server is not None:
+            server.should_exit = True
+            await asyncio.sleep(0.05)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.outbox is not None:
+            self.outbox.stop()
+        note = self.store.sign_checkpoint()
+        self.log("stopped", size=self.store.size, checkpoint=note.splitlines()[1])
+        self.store.close()
+
+
+def _read_plates(jpg: bytes) -> list[tuple[str, float]]:
+    import cv2
+    import numpy as np
+
+    from edge_agent.plates import PlateReader
+
+    frame = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        return []
+    return [(r.text, r.confidence) for r in PlateReader().read(frame)]
+
+
+def _short(body: dict[str, Any]) -> dict[str, Any]:
+    keys = ("txn", "code", "decision", "reasons", "weight_kg", "plate", "action", "state")
+    return {k: body[k] for k in keys if k in body}
+
+
+def run_agent(cfg: SiteConfig, *, console_port: int | None = None) -> None:
+    async def main() -> None:
+        agent = Agent(cfg)
+        await agent.run(console_port=console_port)
+
+    asyncio.run(main())
+
+
+__all__ = ["Agent", "Log", "OperatorRefused", "RuntimeError_", "replay_ledger", "run_agent"]

@@ -1,0 +1,1 @@
+"""Byte-exact encoders for the indicator protocols. Pure: readings in, bytes out."""

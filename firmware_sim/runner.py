@@ -1,0 +1,249 @@
+"""``sim run``: the site, every endpoint, the clock, and a clean stop.
+
+The pure ``Site`` advances on a simulated clock (real elapsed time × speed). Each tick the
+runner publishes the reading to every protocol endpoint and picks up gate commands. Stopping
+(end of scenario, SIGINT, SIGTERM) closes every port and removes every device link and the
+endpoints file this run wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from firmware_sim.indicators import FRAME_ENCODERS, ContinuousIndicator, SicsIndicator
+from firmware_sim.modbus_devices import GateIo, ScaleTransmitter
+from firmware_sim.protocols.modbus_maps import register_maps
+from firmware_sim.scenario import Scenario
+from firmware_sim.world import Event, Site
+
+__all__ = ["Simulator", "END_GRACE_S", "ENDPOINTS_VERSION"]
+
+ENDPOINTS_VERSION = 1
+END_GRACE_S = 5.0  # simulated seconds after the last truck leaves before the run ends
+TICK_S = 0.02  # real seconds between site updates and Modbus refreshes
+
+
+class _Camera(Protocol):
+    urls: dict[str, str]
+
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+    def show(self, plate: str | None, *, plate_kind: str = "auto") -> object: ...
+    def enable_anpr_push(self, url: str) -> None: ...
+
+
+def _load_camera(seed: int) -> _Camera | None:
+    """The camera engineer's server, when that module is present."""
+    try:
+        module = importlib.import_module("firmware_sim.camera.server")
+    except ImportError:
+        return None
+    camera: _Camera = module.CameraServer("127.0.0.1", 0, seed=seed)
+    return camera
+
+
+class Simulator:
+    """Everything ``sim run`` starts. ``async with Simulator(...)`` or start/run/stop."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        speed: float = 1.0,
+        dev_dir: Path | None = None,
+        frame_hz: float = 10.0,
+        truth: TextIO | None = None,
+        truth_path: str | None = None,
+        endpoints_out: Path | None = None,
+        camera: bool = True,
+        anpr_push_url: str | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.scenario = scenario
+        self.speed = speed
+        self.frame_hz = frame_hz
+        self.dev_dir = dev_dir or Path(f"/tmp/coalgate-sim-{os.getpid()}")
+        self._created_dev_dir = False
+        self.site = Site(scenario)
+        self._truth = truth
+        self._truth_path = truth_path
+        self.endpoints_out = endpoints_out
+        self._want_camera = camera
+        self._anpr_push_url = anpr_push_url
+        self.camera: _Camera | None = None
+        self._shown_plate: str | None = None
+        self.continuous: list[ContinuousIndicator] = []
+        self.sics: SicsIndicator | None = None
+        self.transmitter: ScaleTransmitter | None = None
+        self.gate_io: GateIo | None = None
+        self._stop = asyncio.Event()
+        self._real_start = 0.0
+        self.events: list[Event] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- clock ----------------------------------------------------------------------------
+    def sim_time(self) -> float:
+        return (time.monotonic() - self._real_start) * self.speed
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        if not self.dev_dir.exists():
+            self.dev_dir.mkdir(parents=True)
+            self._created_dev_dir = True
+        self._real_start = time.monotonic()
+        try:
+            for name in FRAME_ENCODERS:
+                indicator = ContinuousIndicator(name, self.dev_dir)
+                self.continuous.append(indicator)
+                await indicator.start()
+            self.sics = SicsIndicator(self.dev_dir, self.site.scale, time.monotonic)
+            await self.sics.start(loop)
+            self.transmitter = ScaleTransmitter(self.site.scale, self.dev_dir)
+            await self.transmitter.start(loop)
+            self.gate_io = GateIo(self.site)
+            await self.gate_io.start()
+            if self._want_camera:
+                self.camera = _load_camera(self.scenario.scenario.seed)
+                if self.camera is not None:
+                    self.camera.start()
+                    if self._anpr_push_url:
+                        self.camera.enable_anpr_push(self._anpr_push_url)
+        except BaseException:
+            await self.stop()
+            raise
+        endpoints = self.endpoints()
+        if self.endpoints_out is not None:
+            tmp = self.endpoints_out.with_name(self.endpoints_out.name + ".tmp")
+            tmp.write_text(json.dumps(endpoints, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            os.replace(tmp, self.endpoints_out)
+        return endpoints
+
+    def endpoints(self) -> dict[str, Any]:
+        spec = self.site.scale.spec
+        serial: dict[str, Any] = {}
+        for indicator in self.continuous:
+            serial[indicator.name] = {**indicator.endpoint(), "frame_hz": self.frame_hz}
+        if self.sics is not None:
+            serial["sics"] = self.sics.endpoint()
+        modbus: dict[str, Any] = {}
+        if self.transmitter is not None:
+            modbus.update(self.transmitter.endpoints())
+        if self.gate_io is not None:
+            modbus["gate_io_tcp"] = self.gate_io.endpoint()
+        return {
+            "version": ENDPOINTS_VERSION,
+            "scenario": self.scenario.scenario.name,
+            "pid": os.getpid(),
+            "speed": self.speed,
+            "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "scale": {
+                "capacity_kg": spec.capacity_kg,
+                "e_kg": spec.e_kg,
+                "decimals": spec.decimals,
+                "unit": spec.unit,
+            },
+            "serial": serial,
+            "modbus": modbus,
+            "register_maps": register_maps(),
+            "camera": dict(self.camera.urls) if self.camera is not None else None,
+            "truth_log": self._truth_path,
+        }
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _emit(self, event: Event) -> None:
+        self.events.append(event)
+        if self._truth is not None:
+            self._truth.write(json.dumps(event.as_json(), ensure_ascii=False) + "\n")
+            self._truth.flush()
+
+    def _ended(self, now: float) -> bool:
+        end_after = self.scenario.scenario.end_after_s
+        if end_after is not None:
+            return now >= end_after
+        return self.site.finished and now >= self.site.last_activity_t + END_GRACE_S
+
+    async def tick(self) -> None:
+        """One update: pick up gate commands, advance the site, publish everywhere."""
+        assert self.gate_io is not None and self.transmitter is not None
+        await self.gate_io.refresh()
+        for event in self.site.advance(self.sim_time()):
+            self._emit(event)
+        await self.gate_io.refresh()
+        await self.transmitter.refresh()
+        if self.sics is not None:
+            self.sics.tick()
+        if self.camera is not None:
+            plate = self.site.camera_plate()
+            if plate != self._shown_plate:
+                self._shown_plate = plate
+                # Rendering a frame takes tens of ms: keep the serial and Modbus servers going.
+                await asyncio.to_thread(self.camera.show, plate)
+
+    async def run(self) -> None:
+        """Run until the scenario ends or ``request_stop``; frames go out at ``frame_hz``."""
+        frame_every = 1.0 / self.frame_hz
+        next_frame = time.monotonic()
+        while not self._stop.is_set():
+            await self.tick()
+            now = time.monotonic()
+            if now >= next_frame:
+                reading = self.site.scale.last
+                for indicator in self.continuous:
+                    indicator.send(reading, self.site.scale.spec)
+                next_frame = max(next_frame + frame_every, now)
+            if self._ended(self.sim_time()):
+                self._emit(Event(self.site.t, "end", {}))
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), TICK_S)
+
+    async def stop(self) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        if self.camera is not None:
+            with contextlib.suppress(Exception):
+                self.camera.stop()
+            self.camera = None
+        for indicator in self.continuous:
+            await indicator.close(loop)
+        self.continuous = []
+        if self.sics is not None:
+            await self.sics.close(loop)
+            self.sics = None
+        if self.transmitter is not None:
+            await self.transmitter.close(loop)
+            self.transmitter = None
+        if self.gate_io is not None:
+            await self.gate_io.close()
+            self.gate_io = None
+        if self.endpoints_out is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.endpoints_out.unlink()
+        if self._created_dev_dir:
+            with contextlib.suppress(OSError):
+                self.dev_dir.rmdir()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)

@@ -1,0 +1,132 @@
+"""Benchmark of the gate plate reader on a labelled simulator frame set (issue 6).
+
+Renders >= 600 plate frames with a fixed seed (as `coalgate sim frames` does), reads each
+on ONE core (onnxruntime intra-op threads = 1, cv2.setNumThreads(1)) and prints JSON:
+exact-plate accuracy per condition, confident-wrong and no-reading counts, the error cases,
+p50/p99 latency per 1280x720 frame, and a baseline measured in the same run: RapidOCR's
+full-scene text detection + recognition on a subset of the same frames, its text joined
+and normalised with the same plate grammar.
+
+    .venv/bin/python scripts/bench_plates.py [--count 632] [--seed 42] [--baseline-every 10]
+    .venv/bin/python scripts/bench_plates.py --calibrate   # raw-score bins for calibration.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_agent.plates import PlateReader
+from edge_agent.plates.calibration import raw_score
+from edge_agent.plates.evaluate import Outcome, load_labels, score
+from edge_agent.plates.grammar import normalise_plate
+from edge_agent.plates.locate import locate
+from firmware_sim.camera.frameset import write_frameset
+
+
+def _imread(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"cannot read {path}")
+    return np.asarray(img)
+
+
+def _pct(ms: list[float]) -> dict[str, float]:
+    a = np.array(ms)
+    return {"p50": round(float(np.percentile(a, 50)), 1),
+            "p99": round(float(np.percentile(a, 99)), 1)}
+
+
+def _baseline(frames: list[Any]) -> dict[str, Any]:
+    from rapidocr_onnxruntime import RapidOCR
+
+    ocr = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+    ms, correct, wrong = [], 0, 0
+    for f in frames:
+        img = _imread(f.path)
+        t0 = time.perf_counter()
+        result, _ = ocr(img)
+        ms.append((time.perf_counter() - t0) * 1000)
+        texts = [r[1] for r in (result or [])]
+        # A double-row plate is two detections; try each text and adjacent pairs.
+        options = texts + [a + b for a, b in zip(texts, texts[1:], strict=False)]
+        found = [p for p in (normalise_plate(t) for t in options) if p]
+        if f.plate and f.plate in found:
+            correct += 1
+        elif found:
+            wrong += 1
+    n = max(1, sum(1 for f in frames if f.plate))
+    return {"name": "rapidocr full-scene det+rec (PP-OCRv4), 1 thread", "frames": len(frames),
+            "accuracy": round(correct / n, 4), "wrong_any": wrong, "latency_ms": _pct(ms)}
+
+
+def _calibrate(folder: Path, reader: PlateReader) -> None:
+    pairs = []
+    for f in load_labels(folder):
+        img = _imread(f.path)
+        for cand in locate(img, 3):
+            feats = reader.raw_features(cand)
+            if feats is not None:
+                pairs.append((raw_score(feats[1], feats[2], feats[3], cand.score),
+                              feats[0] == f.plate))
+    arr = np.array(pairs, dtype=float)
+    edges = [0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.01]
+    bins = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        m = (arr[:, 0] >= lo) & (arr[:, 0] < hi)
+        bins.append({"raw": [lo, hi], "n": int(m.sum()),
+                     "exact": round(float(arr[m, 1].mean()), 3) if m.any() else None})
+    print(json.dumps({"candidates": len(pairs), "bins": bins}, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=632, help="frames incl. 1 in 20 empty lanes")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threshold", type=float, default=0.9)
+    ap.add_argument("--baseline-every", type=int, default=10,
+                    help="baseline on every Nth frame (it is ~15x slower)")
+    ap.add_argument("--dir", type=Path, help="keep the frame set here (default: temp dir)")
+    ap.add_argument("--calibrate", action="store_true", help="print raw-score bins and exit")
+    args = ap.parse_args()
+
+    cv2.setNumThreads(1)
+    reader = PlateReader(threads=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.dir or Path(tmp)
+        if not (folder / "labels.csv").exists():
+            write_frameset(folder, args.count, args.seed)
+        if args.calibrate:
+            _calibrate(folder, reader)
+            return
+        frames = load_labels(folder)
+        outcomes = []
+        reader.read(_imread(frames[0].path))  # warm-up: first ONNX run allocates
+        for f in frames:
+            img = _imread(f.path)
+            t0 = time.perf_counter()
+            readings = reader.read(img)
+            outcomes.append(Outcome(f, tuple(readings), time.perf_counter() - t0))
+        report = score(outcomes, args.threshold)
+        report["latency_ms"] = _pct([o.seconds * 1000 for o in outcomes])
+        base = _baseline(frames[:: args.baseline_every])
+        sub = {o.frame.path for o in outcomes[:: args.baseline_every]}
+        ours_sub = [o.seconds * 1000 for o in outcomes if o.frame.path in sub]
+        report["baseline"] = base
+        report["ratio"] = {
+            "baseline_p50_over_ours_p50": round(base["latency_ms"]["p50"]
+                                                / _pct(ours_sub)["p50"], 1)}
+        report["command"] = (f"scripts/bench_plates.py --count {args.count} --seed {args.seed}"
+                             f" --threshold {args.threshold}")
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

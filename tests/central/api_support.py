@@ -1,0 +1,172 @@
+"""Fixtures and helpers for the API, projection and dashboard tests.
+
+Real parts throughout: a throwaway PostgreSQL database per test module, a real gate ledger
+(ledger.store) whose batches go through the real ingest handler (central.ingest.worker), and
+the real FastAPI app (in-process client, or uvicorn on a free port for streams and browsers).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from central.api import create_app
+from central.auth import create_token
+from central.ingest.worker import Ingestor
+from central.settings import Settings, load_settings
+from edge_agent.sync.protocol import CheckpointMessage, LedgerBatch, Status, topic
+from ledger.keys import SignerKey
+from ledger.store import LedgerStore
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def make_database() -> tuple[str, Callable[[], None]]:
+    """A new empty database and a function that drops it. Fails if PostgreSQL is missing."""
+    name = "coalgate_api_" + uuid.uuid4().hex[:12]
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (db test, user postgres) is required: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+
+
+def api_settings(**env: str) -> Settings:
+    base = {"COALGATE_CENTRAL__API__OFFLINE_SWEEP_S": "3600"}
+    base.update({f"COALGATE_CENTRAL__{k.upper()}": v for k, v in env.items()})
+    return load_settings(None, env=base)
+
+
+def token(url: str, role: str, enterprise: str | None = None, label: str = "") -> str:
+    with psycopg.connect(url) as conn:
+        text, _ = create_token(conn, role, enterprise=enterprise, label=label or role)
+    return text
+
+
+def auth(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+class Gate:
+    """A simulated gate: a real signed ledger whose entries reach the central through the
+    real ingest handler, as MQTT messages would."""
+
+    def __init__(self, site: str, workdir: Path, enterprise: str = "榆林示范煤业") -> None:
+        self.site = site
+        self.enterprise = enterprise
+        self.signer = SignerKey.generate(site)
+        self.store = LedgerStore.open(workdir / f"{site}.sqlite", site=site, signer=self.signer)
+        self.sent = 0
+        self.txn_no = 0
+
+    @property
+    def verifier_text(self) -> str:
+        return self.signer.verifier.to_text()
+
+    def enrol_body(self, name: str = "东磅房") -> dict[str, Any]:
+        return {"id": self.site, "enterprise": self.enterprise, "name": name,
+                "lat": 38.28, "lon": 109.73, "verifier_key": self.verifier_text}
+
+    def txn(self) -> str:
+        self.txn_no += 1
+        return f"{self.site}-{datetime.now(UTC):%Y%m%d}-{self.txn_no}"
+
+    def append(self, kind: str, body: dict[str, Any]) -> int:
+        return self.store.append(kind, body).entry.seq
+
+    def truck(self, plate: str, *, tare: int = 15000, gross: int = 48000, axles: int = 6,
+              limit: int = 49000, ticket: str | None = "T-OK", coal_type: str = "块煤",
+              released: bool = True) -> str:
+        """A two-pass truck: tare in, gross out, barrier, exit passage."""
+        txn = self.txn()
+        common = {"txn": txn, "plate": plate, "plate_conf_pm": 960, "plate_source": "anpr",
+                  "axles": axles, "tare_source": "measured", "ticket_id": ticket,
+                  "limit_kg": limit, "reasons": [], "stable_ms": 3000,
+                  "snapshot_sha256": None, "coal_type": coal_type}
+        tare_seq = self.append("weighing", {**common, "pass": "tare", "weight_kg": tare,
+                                            "gross_kg": None, "tare_kg": tare, "net_kg": None,
+                                            "tare_seq": None, "decision": "release"})
+        decision = "release" if released else "hold"
+        self.append("weighing", {**common, "pass": "gross", "weight_kg": gross,
+                                 "gross_kg": gross, "tare_kg": tare, "net_kg": gross - tare,
+                                 "tare_seq": tare_seq, "decision": decision})
+        if released:
+            self.append("barrier", {"txn": txn, "action": "up", "cause": "decision"})
+        self.append("passage", {"txn": txn, "direction": "exit", "released": released})
+        self.append("barrier", {"txn": txn, "action": "down", "cause": "timeout"})
+        return txn
+
+    def push(self, ingestor: Ingestor) -> list[Any]:
+        """Send everything not yet sent as one ledger batch; returns the ingest's replies."""
+        entries = tuple(self.store.iter_entries(self.sent))
+        if not entries:
+            return []
+        batch = LedgerBatch(self.site, self.sent, entries)
+        replies = ingestor.handle(topic(self.site, "ledger"), batch.encode())
+        self.sent += len(entries)
+        return replies
+
+    def checkpoint(self, ingestor: Ingestor) -> None:
+        note = self.store.sign_checkpoint()
+        ingestor.handle(topic(self.site, "checkpoint"), CheckpointMessage(self.site, note).encode())
+
+    def status(self, ingestor: Ingestor, state: str = "online") -> None:
+        ingestor.handle(topic(self.site, "status"), Status(state).encode())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """The app under uvicorn on a free port, in a thread (for SSE clients and browsers)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AssertionError("the API server did not start within 20 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the API server did not stop"
+
+
+def serve(settings: Settings, url: str) -> Iterator[Server]:
+    with Server(create_app(settings, url=url, sweep_offline_sites=False)) as server:
+        yield server

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.plates import PlateReading, vote
+from edge_agent.plates.calibration import CALIBRATION, calibrate
+from edge_agent.plates.evaluate import LabelError, LabelledFrame, Outcome, load_labels, score
+
+
+def r(text: str, conf: float) -> PlateReading:
+    return PlateReading(text=text, color="blue", bbox=(0, 0, 10, 3), confidence=conf)
+
+
+def test_vote_agreeing_frames_pass() -> None:
+    got = vote([[r("陕K12345", 0.95)], [r("陕K12345", 0.97)], [r("陕K12345", 0.93)]], 0.9)
+    assert got is not None and got.text == "陕K12345"
+    assert got.confidence == pytest.approx(0.95)
+
+
+def test_vote_missing_and_disagreeing_frames_pull_confidence_down() -> None:
+    frames = [[r("陕K12345", 0.95)], [], [r("陕K12845", 0.9)], [r("陕K12345", 0.96)]]
+    assert vote(frames, 0.9) is None
+    got = vote(frames, 0.4)
+    assert got is not None and got.text == "陕K12345"
+    assert got.confidence == pytest.approx((0.95 + 0.96) / 4)
+
+
+def test_vote_uses_each_frames_best_reading_and_handles_nothing() -> None:
+    assert vote([], 0.1) is None
+    assert vote([[], []], 0.0) is None
+    got = vote([[r("晋A11111", 0.2), r("晋A22222", 0.9)]], 0.5)
+    assert got is not None and got.text == "晋A22222"
+
+
+def test_reading_rejects_confidence_outside_unit_interval() -> None:
+    with pytest.raises(ValueError, match="outside 0..1"):
+        r("陕K12345", 1.2)
+
+
+def test_calibration_is_monotonic_and_bounded() -> None:
+    xs, ys = zip(*CALIBRATION, strict=True)
+    assert list(xs) == sorted(xs) and list(ys) == sorted(ys)
+    values = [calibrate(p, p, 10.0, 1.0) for p in np.linspace(0, 1, 21)]
+    assert values == sorted(values)
+    assert 0.0 <= min(values) and max(values) <= 1.0
+    # A small beam margin (a rival text almost as likely) lowers confidence.
+    assert calibrate(0.99, 0.99, 0.1, 1.0) < calibrate(0.99, 0.99, 8.0, 1.0)
+
+
+def test_score_counts_confident_wrong_apart_from_no_reading() -> None:
+    def o(truth: str | None, cond: str, *readings: PlateReading) -> Outcome:
+        return Outcome(LabelledFrame(Path(f"{truth}.jpg"), truth, cond), readings, 0.01)
+
+    rep = score([
+        o("陕K12345", "clean", r("陕K12345", 0.99)),
+        o("陕K12346", "clean", r("陕K12348", 0.95)),  # confident wrong
+        o("陕K12347", "blur", r("陕K12341", 0.5)),  # below threshold: no reading
+        o("陕K12349", "blur"),
+        o(None, "clean", r("晋A11111", 0.97)),  # a plate read in an empty lane
+    ], threshold=0.9)
+    assert rep["plate_frames"] == 4
+    assert rep["accuracy"] == 0.25
+    assert rep["wrong_confident"] == 1 and rep["no_reading"] == 2
+    assert rep["per_condition"]["blur"]["no_reading"] == 2
+    assert rep["per_condition"]["empty_lane"]["false_plate"] == 1
+    assert {e["truth"] for e in rep["errors"]} == {"陕K12346", "陕K12347", "陕K12349", None}
+
+
+def test_labels_from_file_names(tmp_path: Path) -> None:
+    for name in ("0001_陕K12345.jpg", "0002_none.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    frames = load_labels(tmp_path)
+    assert [(f.path.name, f.plate) for f in frames] == [
+        ("0001_陕K12345.jpg", "陕K12345"), ("0002_none.jpg", None)]
+    (tmp_path / "0003_hello.jpg").write_bytes(b"x")
+    with pytest.raises(LabelError, match="0003_hello.jpg"):
+        load_labels(tmp_path)
