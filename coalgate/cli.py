@@ -7,14 +7,17 @@ importing FastAPI or OpenCV. Each package exposes a Typer app as ``<package>.cli
 from __future__ import annotations
 
 import importlib
+from typing import Annotated, Any
 
-import click
+import typer
 import typer.main
+from typer.core import TyperGroup
 
 from coalgate import __version__
 
 # name -> (module holding a Typer ``app``, one-line help). Add a group when it does something real.
 GROUPS: dict[str, tuple[str, str]] = {
+    "central": ("central.cli", "The central service: ingest, API, bureau dashboard, tokens"),
     "ledger": ("ledger.cli", "Signed, hash-chained ledger: keys, append, verify, prove, export"),
     "plates": ("edge_agent.plates.cli", "Read Chinese licence plates from camera frames"),
     "ticket": ("ledger.ticket_cli", "Electronic coal tickets: issue, verify, render QR"),
@@ -23,26 +26,46 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
+class LazyGroup(TyperGroup):
+    """Imports a group's module only when that group is asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
         return sorted(GROUPS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in GROUPS:
             return None
-        module = importlib.import_module(GROUPS[cmd_name][0])
-        command = typer.main.get_command(module.app)
-        command.help = command.help or GROUPS[cmd_name][1]
+        module_name, short_help = GROUPS[cmd_name]
+        command = typer.main.get_command(importlib.import_module(module_name).app)
+        command.help = command.help or short_help
+        command.name = cmd_name
+        command.short_help = short_help
         return command
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, GROUPS[name][1]) for name in self.list_commands(ctx)]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+
+app = typer.Typer(
+    cls=LazyGroup,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="coalgate — electronic coal tickets and signed weighbridge records (电子煤管票).",
+)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="coalgate")
-def main() -> None:
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"coalgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
     """coalgate — electronic coal tickets and signed weighbridge records (电子煤管票)."""
+
+
+def main() -> None:
+    app()

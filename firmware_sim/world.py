@@ -155,7 +155,6 @@ class Site:
         self.t = t0
         self.outputs = GateOutputs()
         self.visits: list[Visit] = []
-        self._pending_two_pass: list[Visit] = []
         for truck in scenario.truck:
             first_pass = "tare" if truck.passes == "two" else "gross"
             self.visits.append(self._make_visit(truck, first_pass, t0 + truck.arrive_s))
@@ -204,9 +203,13 @@ class Site:
     def indicator_offset_kg(self) -> int:
         return sum(v.cheat(Jammer).delta_kg for v in self.visits if v.jammer_on)
 
+    def _queue(self) -> list[Visit]:
+        """Trucks waiting at the entry, first come first served."""
+        return sorted((v for v in self.visits if v.state == "queued"), key=lambda v: v.arrive_t)
+
     def _head(self) -> Visit | None:
-        queued = [v for v in self.visits if v.state == "queued"]
-        return queued[0] if queued else None
+        queue = self._queue()
+        return queue[0] if queue else None
 
     def _visible(self) -> list[Visit]:
         head = self._head()
@@ -240,7 +243,7 @@ class Site:
 
     @property
     def finished(self) -> bool:
-        return all(v.state == "gone" for v in self.visits) and not self._pending_two_pass
+        return all(v.state == "gone" for v in self.visits)
 
     @property
     def last_activity_t(self) -> float:
@@ -335,7 +338,7 @@ class Site:
             return leader.rear_x - v.cheat(Tailgate).gap_m
         if v.cheat(OneAxleOff):
             return v.shape.axle_offsets_m[-1] - _OFF_AXLE_M
-        behind_me = [w for w in self.visits if w.state == "queued" and w is not v]
+        behind_me = [w for w in self._queue() if w is not v]
         tailgated = any(w.cheat(Tailgate) for w in behind_me[:1])
         if tailgated:
             return L + 1.0 - _BARRIER_GAP_M  # pulled right up to the arm, leaving room behind

@@ -87,17 +87,25 @@ class LedgerStore:
         ``site=None`` opens an existing store for reading and auditing.
         """
         p = Path(path)
-        exists = p.exists() and p.stat().st_size > 0
-        if not exists and (not create or site is None):
-            raise StoreError(
-                f"{p}: no ledger here; create one by appending with --site, or check the path"
-            )
+        missing = StoreError(
+            f"{p}: no ledger here; create one by appending with --site, or check the path"
+        )
+        if not p.exists() and (not create or site is None):
+            raise missing
         try:
             conn = sqlite3.connect(str(p), isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            if not exists:
-                _create_schema(_utils(conn), site or "", signer)
+            # Judge "new" by the committed schema, not the file: a crash during creation can
+            # leave an empty or header-only file, which must be created again, not refused.
+            has_schema = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            if not has_schema:
+                if not create or site is None:
+                    conn.close()
+                    raise missing
+                _create_schema(_utils(conn), site, signer)
             meta = {row[0]: row[1] for row in conn.execute("SELECT key, value FROM meta")}
         except sqlite3.DatabaseError as exc:
             raise StoreError(

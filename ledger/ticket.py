@@ -61,6 +61,7 @@ __all__ = [
     "issue_ticket",
     "parse_ticket",
     "verify_ticket",
+    "verify_parsed",
     "check_validity",
     "default_quota_period",
     "loose_plate",
@@ -80,7 +81,8 @@ CLAIM_TICKET = -65537
 
 
 class TicketField:
-    """Integer keys of the map under ``CLAIM_TICKET``. Only ever added to, never renumbered."""
+    """Integer keys of the map under ``CLAIM_TICKET``. Never renumbered; CT1 verifiers reject
+    keys they do not know, so a new field comes with a new prefix."""
 
     SITE = 1  # text: site id of the loading gate the ticket is valid at
     PLATE = 2  # text: normalised plate, e.g. 陕K12345
@@ -356,7 +358,9 @@ def parse_ticket(text: str) -> ParsedTicket:
     """
     if not isinstance(text, str):
         raise TicketFormatError("ticket must be text")
-    text = text.strip()
+    # Only line ends: a space is a base45 digit (RFC 9285 never puts one last, but spaces
+    # inside a damaged read must reach the base45 decoder and be judged there).
+    text = text.strip("\r\n")
     if len(text) > _MAX_QR_TEXT:
         raise TicketFormatError(f"ticket text is {len(text)} characters, longer than any QR code")
     if not text.startswith(PREFIX):
@@ -396,9 +400,15 @@ def verify_ticket(text: str, trust: TrustList, *, now: datetime | None = None) -
     (key belongs to another issuer or was not valid at issue time), not_yet_valid / expired.
     Raises the specific :class:`~ledger.ticket_errors.TicketError`; returns the ticket.
     """
-    parsed = parse_ticket(text)
+    return verify_parsed(parse_ticket(text), trust, now=now)
+
+
+def verify_parsed(
+    parsed: ParsedTicket, trust: TrustList, *, now: datetime | None = None
+) -> Ticket:
+    """:func:`verify_ticket` for a ticket already parsed (the gate parses once)."""
     ticket = parsed.ticket
-    candidates = list(trust.candidates(parsed.kid))
+    candidates = trust.candidates(parsed.kid)
     if not candidates:
         raise UnknownIssuerError(
             f"no issuer key with id {parsed.kid.hex()} in the trust list; update the trust "

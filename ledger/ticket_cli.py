@@ -55,7 +55,7 @@ def _time(text: str | None, what: str) -> datetime:
 
 
 def _ticket_text(text: str) -> str:
-    return sys.stdin.read().strip() if text == "-" else text
+    return sys.stdin.read().strip("\r\n") if text == "-" else text
 
 
 def load_trust(path: Path, root: str | None) -> tuple[TrustList, bool]:

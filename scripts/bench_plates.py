@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge_agent.plates import PlateReader
-from edge_agent.plates.calibration import raw_score
+from edge_agent.plates.calibration import FEATURE_NAMES, features
 from edge_agent.plates.evaluate import Outcome, load_labels, score
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.locate import locate
@@ -67,23 +67,51 @@ def _baseline(frames: list[Any]) -> dict[str, Any]:
             "accuracy": round(correct / n, 4), "wrong_any": wrong, "latency_ms": _pct(ms)}
 
 
-def _calibrate(folder: Path, reader: PlateReader) -> None:
-    pairs = []
-    for f in load_labels(folder):
-        img = _imread(f.path)
-        for cand in locate(img, 3):
-            feats = reader.raw_features(cand)
-            if feats is not None:
-                pairs.append((raw_score(feats[1], feats[2], feats[3], cand.score),
-                              feats[0] == f.plate))
-    arr = np.array(pairs, dtype=float)
-    edges = [0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.01]
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
+    """Logistic regression by Newton's method with a small ridge (no intercept penalty)."""
+    X = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(X.shape[1])
+    reg = np.eye(X.shape[1]) * l2
+    reg[0, 0] = 0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(X @ w, -40, 40)))
+        grad = X.T @ (p - y) + reg @ w
+        hess = X.T @ (X * (p * (1 - p))[:, None]) + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) -> None:
+    """Fit calibration.WEIGHTS on candidate readings of frame sets of ``seeds``."""
+    rows, ys = [], []
+    for seed in seeds:
+        folder = root / f"cal{seed}"
+        if not (folder / "labels.csv").exists():
+            write_frameset(folder, count, seed)
+        for f in load_labels(folder):
+            img = _imread(f.path)
+            for cand in locate(img, 3):
+                ev = reader.evidence(cand)
+                if ev is not None:
+                    rows.append(features(ev))
+                    ys.append(float(ev.text == f.plate))
+    x, y = np.array(rows), np.array(ys)
+    w = _fit_logistic(x, y)
+    p = 1 / (1 + np.exp(-(w[0] + x @ w[1:])))
+    edges = [0, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.01]
     bins = []
     for lo, hi in zip(edges, edges[1:], strict=False):
-        m = (arr[:, 0] >= lo) & (arr[:, 0] < hi)
-        bins.append({"raw": [lo, hi], "n": int(m.sum()),
-                     "exact": round(float(arr[m, 1].mean()), 3) if m.any() else None})
-    print(json.dumps({"candidates": len(pairs), "bins": bins}, indent=2))
+        m = (p >= lo) & (p < hi)
+        bins.append({"predicted": [lo, hi], "n": int(m.sum()),
+                     "mean_predicted": round(float(p[m].mean()), 3) if m.any() else None,
+                     "observed_exact": round(float(y[m].mean()), 3) if m.any() else None})
+    print(json.dumps({"seeds": seeds, "candidates": len(y), "exact": int(y.sum()),
+                      "features": ("intercept",) + FEATURE_NAMES,
+                      "weights": [round(float(v), 4) for v in w], "reliability": bins},
+                     indent=2))
 
 
 def main() -> None:
@@ -101,10 +129,10 @@ def main() -> None:
     reader = PlateReader(threads=1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
-        if not (folder / "labels.csv").exists():
+        if not args.calibrate and not (folder / "labels.csv").exists():
             write_frameset(folder, args.count, args.seed)
         if args.calibrate:
-            _calibrate(folder, reader)
+            _calibrate([7, 8, 9, 10], 300, reader, folder)
             return
         frames = load_labels(folder)
         outcomes = []

@@ -63,6 +63,7 @@ class _Run:
         self.rules = rules
         self.tare_plates = dict(lookups.tare_plates)
         self.tare_history = {plate: list(v) for plate, v in lookups.tare_history.items()}
+        self.txn_plates = dict(lookups.txn_plates)
         self.alarms: list[AlarmDraft] = []
 
     def raise_(
@@ -110,6 +111,9 @@ def _weighing(run: _Run, entry: EntryFacts) -> None:
     pass_ = _str(body, "pass")
     plate = _str(body, "plate")
     released = body.get("decision") == "release"
+    txn = _str(body, "txn")
+    if txn is not None and plate is not None:
+        run.txn_plates[txn] = plate
     if pass_ in _GROSS_PASSES:
         gross, limit = _int(body, "gross_kg"), _int(body, "limit_kg")
         if gross is not None and limit is not None and gross > limit:
@@ -167,9 +171,11 @@ def _passage(run: _Run, entry: EntryFacts) -> None:
     body = entry.body
     if body.get("direction") != "exit" or body.get("released") is not False:
         return
-    run.raise_(entry, "escape", "critical", {"barrier": run.state.barrier})
+    txn = _str(body, "txn")
+    detail = {"plate": run.txn_plates.get(txn) if txn else None}
+    run.raise_(entry, "escape", "critical", {**detail, "barrier": run.state.barrier})
     if run.state.barrier == "down":
-        run.raise_(entry, "barrier_forced", "critical", {})
+        run.raise_(entry, "barrier_forced", "critical", detail)
 
 
 def _barrier(run: _Run, entry: EntryFacts) -> None:

@@ -102,7 +102,10 @@ class Lookups:
 
     ``tare_plates``: seq → plate of the site's tare weighings referenced by ``tare_seq`` in the
     batch. ``tare_history``: plate → the plate's recent measured tares at this site, oldest first.
+    ``txn_plates``: txn → plate, for the batch's passages and alarms whose weighing came earlier
+    (so an escape alarm names the truck).
     """
 
     tare_plates: Mapping[int, str] = field(default_factory=dict)
     tare_history: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    txn_plates: Mapping[str, str] = field(default_factory=dict)

@@ -79,6 +79,7 @@ class Txn:
     stable_kg: int | None = None
     stable_ms: int | None = None
     identify_ms: int | None = None
+    platform_kg: list[tuple[int, int]] = field(default_factory=list)  # (ms, kg), beams clear
     flags: list[str] = field(default_factory=list)  # anomalies seen before the decision
     alarms_raised: set[str] = field(default_factory=set)
     weighing: dict[str, Any] | None = None
@@ -204,11 +205,18 @@ class GateController:
     def _begin(self, now_ms: int) -> Txn:
         txn = Txn(id=self.book.next_txn(self.policy.site_id, self._day(now_ms)), started_ms=now_ms)
         # Plates and QR codes read while the truck was still on the approach belong to it.
-        txn.plates = [p for p, t in self.last_plates if now_ms - t <= PENDING_TICKET_MS]
+        queued: list[tuple[PlateRead, int]] = []
+        for p, ts in self.last_plates:
+            if now_ms - ts > PENDING_TICKET_MS:
+                continue
+            if any(r.camera == p.camera and r.plate != p.plate for r in txn.plates):
+                queued.append((p, ts))  # the camera already saw this truck: it's the next one
+            else:
+                txn.plates.append(p)
         if self.pending_qr and now_ms - self.pending_qr[1] <= PENDING_TICKET_MS:
             txn.qr_text = self.pending_qr[0]
         self.pending_qr = None
-        self.last_plates = []
+        self.last_plates = queued
         self.txn = txn
         self.stab.reset()
         return txn
@@ -295,6 +303,7 @@ class GateController:
                 if self.state == ON_PLATFORM and t.stable_kg is None:
                     self.state = ENTERING
                     self.stab.reset()
+                    t.platform_kg.clear()
                 s = self.stab.add(now_ms, w, ev.motion)
                 if s is not None and w >= p.min_vehicle_kg:
                     self._blocked_but_stable(t, s.weight_kg, now_ms, out)
@@ -310,11 +319,21 @@ class GateController:
                 self._hold_late("weight_jump", {"weight_kg": w, "stable_kg": t.stable_kg},
                                 now_ms, out)
                 return
+            if len(t.platform_kg) < 3000:
+                t.platform_kg.append((now_ms, w))
             s = self.stab.add(now_ms, w, ev.motion)
             if s is None:
                 return
             if t.stable_kg is None:
                 t.stable_kg, t.stable_ms = s.weight_kg, now_ms
+                before = sorted(kg for ms, kg in t.platform_kg if ms < s.since_ms)
+                level = before[len(before) // 2] if before else s.weight_kg
+                if abs(s.weight_kg - level) > p.jump_kg:
+                    # The truck settled somewhere else than where it stood since it came on:
+                    # the indicated weight was shifted mid-settling (jammer / tampering).
+                    self._hold_late("weight_jump", {"weight_kg": s.weight_kg,
+                                                    "platform_median_kg": level}, now_ms, out)
+                    return
             elif abs(s.weight_kg - t.stable_kg) > p.e_kg * 2:
                 t.stable_kg, t.stable_ms = s.weight_kg, now_ms
             if now_ms - (t.stable_ms or now_ms) >= p.confirm_ms:
@@ -332,7 +351,10 @@ class GateController:
 
     def _blocked_but_stable(self, t: Txn, kg: int, now_ms: int, out: list[Action]) -> None:
         p = self.policy
-        if t.beams_clear_once and self.io.ir_entry and kg - t.clear_weight > p.second_vehicle_kg:
+        own = t.plate.plate if t.plate else None
+        queued = any(r.plate != own for r, _ in self.last_plates)
+        regained = t.beams_clear_once and kg - t.clear_weight > p.second_vehicle_kg
+        if self.io.ir_entry and (regained or (queued and own is not None)):
             if "second_vehicle" not in t.flags:
                 t.flags.append("second_vehicle")
             self._alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
@@ -561,7 +583,13 @@ class GateController:
     # ----------------------------------------------------------------- plate / ticket
     def _on_plate(self, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
         t = self.txn
-        if t is None or self.state in (RELEASED, LEAVING):
+        same_camera = [r for r in t.plates if r.camera == ev.camera] if t else []
+        if (
+            t is None or self.state in (RELEASED, LEAVING)
+            or (same_camera and all(r.plate != ev.plate for r in same_camera))
+        ):
+            # No truck, or this camera already read a different plate for the truck on the
+            # platform: the reading belongs to the next truck in the queue.
             self.last_plates = [(p, ts) for p, ts in self.last_plates
                                 if now_ms - ts <= PENDING_TICKET_MS][-9:] + [(ev, now_ms)]
             return

@@ -1,38 +1,60 @@
-"""Map raw recogniser evidence to a calibrated confidence (probability the plate is exact).
+"""Turn the recogniser's evidence into a calibrated confidence (P(plate is exact)).
 
-The table below was fitted on simulator frames from a seed the benchmark does not use
-(``scripts/bench_plates.py --calibrate`` prints the bins); see docs/plates.md. Raw score:
-the weakest character's probability, shrunk when the beam margin to a rival text is small.
+A logistic model over a few features of the evidence. Its weights were fitted on simulator
+frames of seeds the benchmark (42) and the tests (1234) do not use, by
+``scripts/bench_plates.py --calibrate``, which also prints the reliability table; see
+docs/plates.md. Refit on labelled frames from a real site before trusting a threshold there.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["raw_score", "calibrate", "CALIBRATION"]
-
-#: (raw score, observed share exact) knots, monotonic; linear in between.
-CALIBRATION: tuple[tuple[float, float], ...] = (
-    # Fitted on 568 candidate readings of 600 frames (seeds 7 and 8): raw 0.6-0.8 was
-    # right 25 of 28 times, 0.8-0.9 22 of 22, >= 0.9 495 of 495; knots are shrunk
-    # towards caution where samples are few.
-    (0.0, 0.0),
-    (0.2, 0.1),
-    (0.4, 0.35),
-    (0.6, 0.75),
-    (0.8, 0.9),
-    (0.9, 0.96),
-    (0.95, 0.985),
-    (1.0, 0.995),
-)
+__all__ = ["Evidence", "calibrate", "features", "WEIGHTS", "FEATURE_NAMES"]
 
 
-def raw_score(pmin: float, pmean: float, margin: float, shape: float) -> float:
-    """Uncalibrated evidence in 0..1 that a reading is exact."""
-    margin_factor = 1.0 - np.exp(-max(margin, 0.0) / 1.5)
-    return float(np.clip(pmin * (0.5 + 0.5 * margin_factor) * (0.8 + 0.2 * shape), 0, 1))
+@dataclass(frozen=True)
+class Evidence:
+    """What the reader knows about one candidate reading, before calibration."""
+
+    text: str
+    char_probs: tuple[float, ...]  # each character's probability (forced CTC alignment)
+    margin: float  # log-probability gap to the best rival hypothesis in the beam
+    sharpness: float  # variance of the Laplacian of the crop over its contrast
+    height_px: float  # plate height in the frame
+    shape: float  # localisation score 0..1
 
 
-def calibrate(pmin: float, pmean: float, margin: float, shape: float) -> float:
-    xs, ys = zip(*CALIBRATION, strict=True)
-    return float(np.interp(raw_score(pmin, pmean, margin, shape), xs, ys))
+FEATURE_NAMES = ("logit_min", "logit_province", "logit_mean", "margin", "log_sharpness",
+                 "log_height", "shape")
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def features(ev: Evidence) -> np.ndarray:
+    p = ev.char_probs
+    return np.array([
+        _logit(min(p)),
+        _logit(p[0]),  # the province character is the commonest confident confusion
+        _logit(float(np.mean(p))),
+        min(ev.margin, 10.0),
+        math.log(max(ev.sharpness, 1e-3)),
+        math.log(max(ev.height_px, 1.0)),
+        ev.shape,
+    ])
+
+
+#: Intercept first, then one weight per FEATURE_NAMES entry.
+WEIGHTS: tuple[float, ...] = (-2.0, 0.5, 0.3, 0.1, 0.2, 0.3, 0.0, 0.0)
+
+
+def calibrate(ev: Evidence, weights: tuple[float, ...] = WEIGHTS) -> float:
+    """Probability that the reading ``ev.text`` is the exact plate."""
+    z = weights[0] + float(np.dot(weights[1:], features(ev)))
+    return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))

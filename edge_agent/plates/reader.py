@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from edge_agent.plates.calibration import calibrate
+from edge_agent.plates.calibration import Evidence, calibrate
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.locate import Candidate, locate
 from edge_agent.plates.reading import PlateReading
@@ -38,22 +39,29 @@ class PlateReader:
                 out[reading.text] = reading
         return sorted(out.values(), key=lambda r: -r.confidence)
 
-    def raw_features(self, cand: Candidate) -> tuple[str, float, float, float] | None:
-        """(text, min char prob, mean char prob, beam margin) before calibration."""
+    def evidence(self, cand: Candidate) -> Evidence | None:
+        """The recogniser's evidence for a candidate, or None if no valid plate is read."""
         line = _text_line(cand)
         rec = self._rec.recognise(line)
         if rec is None or normalise_plate(rec.text) is None:
             return None
-        p = np.array(rec.char_probs)
-        return rec.text, float(p.min()), float(p.mean()), rec.margin
+        return Evidence(text=rec.text, char_probs=rec.char_probs, margin=rec.margin,
+                        sharpness=_sharpness(line), height_px=float(cand.bbox[3]),
+                        shape=cand.score)
 
     def _read_candidate(self, cand: Candidate) -> PlateReading | None:
-        feats = self.raw_features(cand)
-        if feats is None:
+        ev = self.evidence(cand)
+        if ev is None:
             return None
-        text, pmin, pmean, margin = feats
-        conf = calibrate(pmin, pmean, margin, cand.score)
-        return PlateReading(text=text, color=cand.color, bbox=cand.bbox, confidence=conf)
+        return PlateReading(text=ev.text, color=cand.color, bbox=cand.bbox,
+                            confidence=calibrate(ev))
+
+
+def _sharpness(line: np.ndarray) -> float:
+    """Focus measure: variance of the Laplacian over the grey-level variance."""
+    gray = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lap = cv2.Laplacian(gray, cv2.CV_32F)
+    return float(lap.var() / max(gray.var(), 1.0))
 
 
 def _text_line(cand: Candidate) -> np.ndarray:
@@ -74,7 +82,5 @@ def _text_line(cand: Candidate) -> np.ndarray:
 
 
 def _resize_h(img: np.ndarray, h: int) -> np.ndarray:
-    import cv2
-
     w = max(1, int(round(img.shape[1] * h / img.shape[0])))
     return cv2.resize(img, (w, h))

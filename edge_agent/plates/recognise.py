@@ -30,6 +30,7 @@ __all__ = ["Recogniser", "Recognition", "ModelMissingError", "constrained_decode
            "forced_char_probs"]
 
 _HEIGHT = 48  # the model's input height
+_MIN_LOGP = float(np.log(1e-4))
 
 
 class ModelMissingError(RuntimeError):
@@ -107,7 +108,7 @@ class Recogniser:
         new_w = max(16, int(math.ceil(_HEIGHT * w / h)))
         img = cv2.resize(line, (new_w, _HEIGHT)).astype(np.float32)
         img = (img.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
-        pad_w = max(new_w, 240)  # a margin of blanks right of the text helps CTC settle
+        pad_w = new_w + _HEIGHT // 2  # a margin of blanks right of the text helps CTC settle
         batch = np.zeros((1, 3, _HEIGHT, pad_w), np.float32)
         batch[0, :, :, :new_w] = img
         out = self._session.run(None, {self._input: batch})[0][0]
@@ -131,7 +132,10 @@ def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
     beams: dict[str, tuple[float, float]] = {"": (0.0, -np.inf)}  # prefix -> (blank, char)
     for t in range(logp.shape[0]):
         row = logp[t]
-        cands = np.argsort(row[1:])[-topk:] + 1
+        # Characters below 1e-4 cannot change the result; on blank-dominated steps
+        # (most of them) no character is left to try and only blanks/repeats extend.
+        top = np.argsort(row[1:])[-topk:] + 1
+        cands = top[row[top] > _MIN_LOGP]
         nxt: dict[str, list[float]] = {}
 
         def add(prefix: str, which: int, value: float, store: dict[str, list[float]] = nxt

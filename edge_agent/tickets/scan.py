@@ -18,7 +18,8 @@ def from_scanner_text(raw: str | bytes) -> str:
     """Clean one scanner read: USB-HID/serial scanners add CR/LF, some a symbology prefix
     (e.g. ``]Q1``), and a few send lower case; base45 is upper case only."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    text = text.strip("\r\n\t \x00")
+    # Not spaces: a space is a base45 digit; let the decoder judge it.
+    text = text.strip("\r\n\t\x00")
     if text.startswith("]Q") and len(text) > 3:  # AIM symbology identifier for QR
         text = text[3:]
     if text[: len(PREFIX)].upper() == PREFIX:

@@ -105,6 +105,15 @@ class TicketStore:
             (ticket_id, _ts(revoked_at), reason),
         )
 
+    def revoke_many(self, rows: list[tuple[str, datetime, str]]) -> None:
+        """Many revocations in one transaction (initial sync after provisioning)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO revoked (ticket_id, revoked_at, reason) VALUES (?, ?, ?)",
+                [(tid, _ts(at), reason) for tid, at, reason in rows],
+            )
+
     def revocation(self, ticket_id: str) -> RevocationRecord | None:
         row = self._db.execute(
             "SELECT ticket_id, revoked_at, reason FROM revoked WHERE ticket_id = ?", (ticket_id,)

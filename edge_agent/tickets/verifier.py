@@ -19,7 +19,7 @@ from typing import Any
 from edge_agent.tickets.store import TicketStore, TicketStoreError
 from ledger.keys import VerifierKey
 from ledger.note import parse_note
-from ledger.ticket import Ticket, loose_plate, parse_ticket, verify_ticket
+from ledger.ticket import Ticket, loose_plate, parse_ticket, verify_parsed, verify_ticket
 from ledger.ticket_errors import REASON_LABELS, TicketError, TrustListError
 from ledger.trust import TrustList, parse_time
 
@@ -92,23 +92,25 @@ class GateTicketVerifier:
     def check(self, qr_text: str, *, plate: str | None, now: datetime) -> TicketCheck:
         """The verdict for one scanned code. Does not record a use (see :meth:`mark_used`)."""
         try:
-            ticket = parse_ticket(qr_text).ticket
+            parsed = parse_ticket(qr_text)
         except TicketError as exc:
             return TicketCheck.verdict("malformed", None, str(exc))
+        ticket = parsed.ticket
         if self._trust is None:
             return TicketCheck.verdict(
                 "unknown_issuer", ticket,
                 "no trust list loaded at this gate; sync with the central once",
             )
         try:
-            verify_ticket(qr_text, self._trust)
+            verify_parsed(parsed, self._trust)
         except TicketError as exc:
             return TicketCheck.verdict(exc.reason, ticket, str(exc))
         if ticket.site != self.site_id:
             return TicketCheck.verdict(
                 "wrong_site", ticket, f"ticket is for site {ticket.site}, this is {self.site_id}"
             )
-        now = now.astimezone(UTC)
+        # A naive time is taken as UTC (never as the PC's local zone, which varies).
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
         if now < ticket.valid_from:
             return TicketCheck.verdict(
                 "not_yet_valid", ticket, f"valid from {ticket.valid_from:%Y-%m-%d %H:%M}Z"

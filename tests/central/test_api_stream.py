@@ -69,7 +69,8 @@ class Listener:
         assert kind == "ready"
 
     def _read(self) -> None:
-        event, ident, data = "message", None, []
+        event, ident = "message", None
+        data: list[str] = []
         try:
             for line in self.response.iter_lines():
                 if line == "":
@@ -90,7 +91,7 @@ class Listener:
 
     def alarms(self, timeout: float) -> list[dict[str, Any]]:
         """Alarm events until none arrives for ``timeout`` seconds."""
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             try:
                 kind, _, data = self.next(timeout)

@@ -222,3 +222,13 @@ def test_site_offline_after_the_configured_silence():
     # Sweeping again names the same silence, so it dedups to the same alarm.
     later = {d.site: d.dedup_key for d in offline_alarms(views, now + timedelta(minutes=5), rules)}
     assert [later[d.site] for d in drafts] == [d.dedup_key for d in drafts]
+
+
+def test_escape_names_the_truck_from_its_weighing():
+    gross = weighing(1, txn="S1-x-1", plate="陕K77777", decision="hold")
+    rush = entry(2, "passage", {"txn": "S1-x-1", "direction": "exit", "released": False})
+    (alarm,) = run([gross, rush]).alarms
+    assert alarm.code == "escape" and alarm.detail["plate"] == "陕K77777"
+    # The weighing may be in an earlier batch: the projection looks the plate up.
+    later = run([rush], lookups=Lookups(txn_plates={"S1-x-1": "陕K77777"}))
+    assert later.alarms[0].detail["plate"] == "陕K77777"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,25 @@ from edge_agent.sync.outbox import ACKED_META_KEY, Outbox
 from edge_agent.sync.protocol import topic
 from ledger.checkpoint import verify_cosignature
 from ledger.keys import read_signer_file
+from ledger.store import LedgerStore
 from tests.central.sync_helpers import (
     alarm_codes,
-    clear_retained,
     audit_central,
+    clear_retained,
     make_gate,
     start_worker,
     tare_body,
     unique,
     wait_until,
 )
+
+
+def _acked_all(box: Outbox, store: LedgerStore) -> bool:
+    return box.acked_seq == store.size - 1
+
+
+def _cosigned_at(box: Outbox, size: int) -> bool:
+    return f"\n{size}\n" in (box.cosigned_checkpoint or "")
 
 
 def test_three_gates_store_every_entry_once_in_order(
@@ -48,9 +58,8 @@ def test_three_gates_store_every_entry_once_in_order(
                 s.append("weighing", tare_body(g.site, 100 + round_))
                 b.notify()
         for s, b in zip(stores, boxes, strict=True):
-            wait_until(lambda b=b, s=s: b.acked_seq == s.size - 1, 30, "all entries acked")
-            wait_until(lambda b=b: b.cosigned_checkpoint is not None and
-                       "\n60\n" in (b.cosigned_checkpoint or ""), 30, "cosigned checkpoint")
+            wait_until(partial(_acked_all, b, s), 30, "all entries acked")
+            wait_until(partial(_cosigned_at, b, 60), 30, "cosigned checkpoint")
         witness = read_signer_file(tmp_path / "witness.key").verifier
         for g, b in zip(gates, boxes, strict=True):
             assert audit_central(pg_url, g) == 60
@@ -95,8 +104,13 @@ def test_tickets_reach_the_callback_and_live_is_published(
     seen_live: list[dict[str, Any]] = []
     received = threading.Event()
     store = gate.open()
+
+    def on_tickets(delta: dict[str, Any]) -> None:
+        got.append(delta)
+        received.set()
+
     box = Outbox(store, gate.site, system_broker, signer=gate.key, poll_interval=0.05,
-                 on_tickets=lambda d: (got.append(d), received.set()),
+                 on_tickets=on_tickets,
                  client_id=unique("edge"))
     watcher = make_client(system_broker, unique("watch"))
     live_seen = threading.Event()

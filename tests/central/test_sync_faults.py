@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from edge_agent.sync.outbox import Outbox
+from ledger.store import LedgerStore
 from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import (
     audit_central,
@@ -32,6 +34,10 @@ from tests.central.sync_helpers import (
 OUTAGE_S = 20.0
 
 pytestmark = pytest.mark.slow
+
+
+def _acked_all(box: Outbox, store: LedgerStore) -> bool:
+    return box.acked_seq == store.size - 1
 
 
 def test_edge_sigkill_mid_batch(pg_url: str, mosquitto: Callable[..., Mosquitto],
@@ -178,7 +184,7 @@ def test_two_workers_on_one_shared_subscription(pg_url: str,
                                 for i in range(50)])
                 b.notify()
         for s, b in zip(stores, boxes, strict=True):
-            wait_until(lambda b=b, s=s: b.acked_seq == s.size - 1, 90, "all acked")
+            wait_until(partial(_acked_all, b, s), 90, "all acked")
         for g in gates:
             assert audit_central(pg_url, g) == 200
     finally:

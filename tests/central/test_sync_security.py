@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.outbox import Outbox
@@ -100,8 +99,9 @@ def test_broker_acl_confines_each_site_to_its_own_topics(
         batch = LedgerBatch(b.site, 0, tuple(entries)).encode()
         # site A publishing on site B's topic: refused by the broker (0x87 not authorised)
         assert _publish_rc(as_a, topic(b.site, "ledger"), batch) == 0x87
-        # wrong password: refused at connect (CONNACK 0x86 bad user name or password)
-        assert _connect_rc(broker.settings(a.site, "nope")) == 0x86
+        # wrong password: refused at connect (Mosquitto 2.0 answers 0x87 not authorised;
+        # 0x86 bad user name or password is the other spec-conformant answer)
+        assert _connect_rc(broker.settings(a.site, "nope")) in (0x86, 0x87)
         assert _connect_rc(broker.settings(a.site, "a-secret")) == 0
         # site A on its own topic, with its own credentials, through the outbox: stored
         store = a.open()

@@ -421,3 +421,37 @@ def test_registered_tare_anchors_band_and_serves_one_pass() -> None:
     g2.drive_on(15900, PLATE)  # water in the tank on the very first tare
     g2.hold(15900, 3000)
     assert g2.bodies("weighing")[0]["reasons"] == ["tare_out_of_band"]
+
+
+def test_jammer_during_settling_is_a_weight_jump() -> None:
+    g = Gate()
+    g.drive_on(30000, PLATE)
+    g.hold(30000, 1500, jitter=(300, -300, 200, -200))  # settling after the stop
+    g.hold(27000, 4000)  # shifted before the window ever proved stability
+    assert "weight_jump" in g.alarms() and not g.barrier_up
+
+
+def test_next_trucks_plate_does_not_become_a_mismatch() -> None:
+    g = Gate()
+    g.drive_on(30000, PLATE)
+    g.send(PlateRead("晋B30002", 950, axles=5))  # the next truck reaches the entry loop
+    g.hold(30000, 3000)
+    assert g.barrier_up and g.alarms() == []
+    g.drive_off(30000)
+    g.set_io(ir_entry=True)
+    g.ramp(0, 20000, 1000)
+    g.set_io(ir_entry=False)
+    g.hold(20000, 3000)
+    assert g.bodies("weighing")[1]["plate"] == "晋B30002" and g.barrier_up
+
+
+def test_tailgater_blocking_the_entry_beam_is_a_second_vehicle() -> None:
+    g = Gate()
+    g.set_io(loop_entry=True)
+    g.send(PlateRead(PLATE, 950, axles=6))
+    g.set_io(ir_entry=True)
+    g.send(PlateRead("蒙A40004", 950, axles=3))  # right behind, never a gap in the beam
+    g.ramp(0, 38000, 2000)
+    g.hold(38000, 8000)
+    assert "second_vehicle" in g.alarms() and "not_fully_on_platform" not in g.alarms()
+    assert not g.barrier_up

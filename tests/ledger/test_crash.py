@@ -57,3 +57,35 @@ def test_sigkill_during_appends_loses_nothing_returned(tmp_path: Path) -> None:
             for seq, digest in promised.items():
                 assert store.get(seq).hash.hex() == digest, f"round {round_no}: seq {seq} changed"
     assert len(promised) > KILLS
+
+
+def test_two_writers_on_one_file_never_fork_the_log(tmp_path: Path) -> None:
+    key = SignerKey.generate("mine-a")
+    keyfile = tmp_path / "site.key"
+    write_signer_file(keyfile, key)
+    db = tmp_path / "ledger.db"
+    with LedgerStore.open(db, site="mine-a", signer=key) as store:
+        store.append("config", {"sha256": "00"})
+    children = [
+        subprocess.Popen([sys.executable, str(CHILD), str(db), str(keyfile)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(2)
+    ]
+    seen: list[set[int]] = []
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        # Both must have made progress while the other was writing.
+        for child in children:
+            assert child.stdout is not None
+            seen.append({int(child.stdout.readline().split()[0]) for _ in range(30)})
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+            if child.stdout:
+                child.stdout.close()
+    assert not seen[0] & seen[1], "two writers were given the same seq"
+    with LedgerStore.open(db) as store:
+        report = store.verify(key.verifier)
+    assert report.ok, report.problem

@@ -347,3 +347,13 @@ def test_wire_export_matches_store(ledger_db: Path) -> None:
         wire = [se.to_wire() for se in store.iter_entries()]
     assert json.loads(wire[0]["leaf"])["seq"] == 0
     assert base64.b64decode(wire[1]["hash"]) == merkle.leaf_hash(wire[1]["leaf"].encode())
+
+
+def test_file_left_by_a_crash_during_creation_is_created_again(tmp_path: Path, key) -> None:
+    path = tmp_path / "l.db"
+    path.write_bytes(b"")  # created, then killed before the schema transaction committed
+    with pytest.raises(StoreError, match="no ledger here"):
+        LedgerStore.open(path)
+    with LedgerStore.open(path, site=SITE, signer=key) as store:
+        store.append("config", {})
+    assert _verify(path, key).ok

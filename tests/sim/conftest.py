@@ -107,7 +107,11 @@ def running_sim(tmp_path: Path) -> Iterator[Callable[..., SimThread]]:
     started: list[SimThread] = []
 
     def start(
-        text: str = STANDING_TRUCK, *, speed: float = 20.0, frame_hz: float = 20.0
+        text: str = STANDING_TRUCK,
+        *,
+        speed: float = 20.0,
+        frame_hz: float = 20.0,
+        camera: bool = False,
     ) -> SimThread:
         sim = Simulator(
             parse_scenario(text, "test.toml"),

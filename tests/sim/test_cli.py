@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pymodbus.client import ModbusTcpClient
@@ -25,7 +26,7 @@ COALGATE = [sys.executable, "-c", "from coalgate.cli import main; main()"]
 
 
 def start(
-    tmp_path: Path, scenario: Path, speed: float = 20.0
+    tmp_path: Path, scenario: Path, speed: float = 20.0, camera: bool = False
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     endpoints = tmp_path / "endpoints.json"
     proc = subprocess.Popen(
@@ -43,7 +44,7 @@ def start(
             str(tmp_path / "truth.jsonl"),
             "--dev-dir",
             str(tmp_path / "dev"),
-            "--no-camera",
+            "--camera" if camera else "--no-camera",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -65,6 +66,8 @@ def assert_clean(tmp_path: Path, eps: dict[str, Any], proc: subprocess.Popen[byt
     assert not (tmp_path / "dev").exists(), "device links and their directory are removed"
     ports = [e["tcp"]["port"] for e in eps["serial"].values()]
     ports += [eps["modbus"]["scale_tcp"]["port"], eps["modbus"]["gate_io_tcp"]["port"]]
+    if eps["camera"] is not None:
+        ports.append(urlsplit(eps["camera"]["snapshot"]).port)
     for port in ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
@@ -81,7 +84,8 @@ def _is_zombie_reaped(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
-    proc, eps = start(tmp_path, SCENARIOS / "honest-two-pass.toml", speed=1.0)
+    proc, eps = start(tmp_path, SCENARIOS / "honest-two-pass.toml", speed=1.0, camera=True)
+    assert eps["camera"] is not None
     assert all(Path(e["device"]).is_symlink() for e in eps["serial"].values())
     proc.send_signal(sig)
     proc.wait(timeout=20)

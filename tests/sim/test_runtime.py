@@ -10,11 +10,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import serial
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from firmware_sim.physics import class_iii_mpe_kg
-from tests.sim.conftest import SimThread, wait_for
+from tests.sim.conftest import STANDING_TRUCK, SimThread, wait_for
 from tests.sim.test_protocols import decode_toledo, decode_xk_tf0
 
 TRUE_KG = 30_000
@@ -261,3 +262,21 @@ def test_stop_removes_links_and_closes_ports(running_sim: Callable[..., SimThrea
     for port in ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+def test_camera_shows_the_plate_the_truck_carries(running_sim: Callable[..., SimThread]) -> None:
+    swapped = STANDING_TRUCK + '[[truck.cheat]]\nkind = "plate_swap"\nshown_plate = "晋A00001"\n'
+    sim = running_sim(swapped, camera=True)
+    urls = sim.endpoints["camera"]
+    assert urls is not None, "firmware_sim.camera.server is part of the tree"
+    standing(sim)
+
+    def label() -> dict | None:
+        got = httpx.get(urls["label"], timeout=5).json()
+        return got if got and got["plate"] == "晋A00001" else None
+
+    wait_for(label, what="the camera to show the swapped plate")
+    snapshot = httpx.get(urls["snapshot"], timeout=5)
+    assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
+    truth_plate = sim.sim.site.visits[0].truck.plate
+    assert truth_plate == "陕K12345"

@@ -135,3 +135,19 @@ def test_every_command_has_an_example() -> None:
     group = typer.main.get_command(app)
     for name, command in group.commands.items():  # type: ignore[attr-defined]
         assert "Example:" in (command.help or ""), name
+
+
+def test_registered_in_coalgate_root(keys: dict[str, Path]) -> None:
+    """Through the real ``coalgate`` entry point: the group is registered and exit codes hold."""
+    import subprocess
+    import sys
+
+    text = issue(keys)
+    base = [sys.executable, "-m", "coalgate", "ticket", "verify"]
+    ok = subprocess.run([*base, text, "--trust", str(keys["mine_pub"]), *NOW],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "VALID: ok" in ok.stdout
+    bad = subprocess.run([*base, text[:-3], "--trust", str(keys["mine_pub"]), *NOW],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "INVALID" in bad.stdout

@@ -210,3 +210,11 @@ def test_offline_outage_two_gates_then_reconciliation(
     assert alarms[0].detail["sites"] == ["S61082101", "S61082102"]
     for g in gates.values():
         g.close()
+
+
+def test_bulk_revocations(gate: GateTicketVerifier, ticket_text: str) -> None:
+    gate.store.revoke_many([(f"R{i}", T0, "voided") for i in range(500)]
+                           + [("T2611050123", T0, "bulk")])
+    assert gate.check(ticket_text, plate=None, now=NOW).reason == "revoked"
+    assert gate.store.revocation("R499") is not None
+

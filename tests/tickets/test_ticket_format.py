@@ -247,3 +247,4 @@ def test_not_a_sign1_payload(issuer_key: SignerKey, trust: TrustList) -> None:
     cose = Sign1(b"", {}, b"x", b"s" * 64).encode()
     with pytest.raises(CoseError):
         verify_ticket(PREFIX + b45encode(cose), trust)
+

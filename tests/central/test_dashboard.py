@@ -1,0 +1,143 @@
+"""The bureau dashboard in a real headless Chromium against the real API server."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from central.api import create_app
+from central.api.app import DASHBOARD_DIR
+from central.ingest.worker import Ingestor
+from ledger.keys import SignerKey
+from tests.central.api_support import Gate, Server, api_settings, auth, make_database, token
+from tests.central.cdp import Browser
+
+SCREENSHOT_COPY = Path("/tmp/coalgate-dashboard.png")
+
+
+def test_dashboard_has_no_external_assets():
+    for path in DASHBOARD_DIR.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text), path.name
+        assert not re.search(r"url\(\s*[\"']?(https?:)?//", text), path.name
+        assert "import(" not in text and "@import" not in text, path.name
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Browser, Server, Gate,
+                                                                       Ingestor]]:
+    url, drop = make_database()
+    tmp = tmp_path_factory.mktemp("dash")
+    try:
+        app = create_app(api_settings(), url=url, sweep_offline_sites=False)
+        with Server(app) as server, psycopg.connect(url) as conn:
+            admin, bureau = token(url, "admin"), token(url, "bureau", label="值班员张三")
+            gate = Gate("mine-7", tmp, "榆阳煤业")
+            r = httpx.post(f"{server.base}/api/v1/sites", json=gate.enrol_body("7号矿 北磅房"),
+                           headers=auth(admin))
+            assert r.status_code == 201, r.text
+            ingestor = Ingestor(conn, SignerKey.generate("coalgate-central"))
+            gate.truck("陕K10001", coal_type="块煤")
+            gate.truck("陕K10002", tare=14000, gross=44000, coal_type="末煤")
+            gate.truck("陕K10003", gross=52000, limit=49000)
+            gate.push(ingestor)
+            gate.status(ingestor)
+            browser = Browser(tmp / "profile")
+            try:
+                browser.navigate(f"{server.base}/dashboard/#token={bureau}")
+                browser.wait_for("document.body.dataset.stream === 'live'", 15,
+                                 "the dashboard to log in and open the live stream")
+                yield browser, server, gate, ingestor
+            finally:
+                browser.close()
+                gate.close()
+    finally:
+        drop()
+
+
+def rows(browser: Browser, tbody: str) -> list[str]:
+    return browser.eval(
+        f"[...document.querySelectorAll('#{tbody} tr')].map(r => r.innerText)")
+
+
+def test_loads_in_chinese_with_sites_tonnage_and_alarms(page):
+    browser, _, _, _ = page
+    assert browser.eval("document.documentElement.lang") == "zh-CN"
+    assert browser.eval("document.querySelector('h1').innerText") == "煤炭运销监管平台"
+    assert "#token=" not in browser.eval("location.href")  # the token left the address bar
+    sites = rows(browser, "sites")
+    assert len(sites) == 1 and "7号矿 北磅房" in sites[0] and "在线" in sites[0]
+    tonnage = " ".join(rows(browser, "tonnage"))
+    assert "块煤" in tonnage and "末煤" in tonnage and "70.00" in tonnage and "30.00" in tonnage
+    alarms = rows(browser, "alarms")
+    assert any("超载" in r and "陕K10003" in r for r in alarms), alarms
+    weighings = rows(browser, "weighings")
+    assert len(weighings) == 6 and any("陕K10001" in r for r in weighings)
+
+
+def test_new_alarm_appears_within_two_seconds_without_reload_and_sounds(page, tmp_path):
+    browser, _, gate, ingestor = page
+    browser.eval("window.__notReloaded = true")
+    beeps = browser.eval("window.coalgateBeeps")
+    gate.truck("陕K99999", released=False)
+    gate.push(ingestor)  # committed server-side: the page must show it on its own
+    took = browser.wait_for(
+        "[...document.querySelectorAll('#alarms tr')].some(r => r.innerText.includes('逃逸'))",
+        2.0, "the escape alarm to appear in the page")
+    assert took < 2.0
+    assert browser.eval("window.__notReloaded") is True
+    assert browser.eval("window.coalgateBeeps") > beeps
+    fresh = browser.eval("[...document.querySelectorAll('#alarms tr.fresh')]"
+                         ".map(r => r.dataset.code).sort()")
+    assert fresh == ["barrier_forced", "escape"]  # the barrier was down after the last truck
+    shot = browser.screenshot(tmp_path / "dashboard.png")
+    assert shot.stat().st_size > 10_000
+    shutil.copy(shot, SCREENSHOT_COPY)  # for a person to look at
+
+
+def test_switches_to_english_and_back(page):
+    browser, _, _, _ = page
+    browser.eval("document.getElementById('lang').click()")
+    assert browser.eval("document.querySelector('h1').innerText") == "Coal Transport Supervision"
+    assert browser.eval("document.documentElement.lang") == "en"
+    browser.wait_for("document.querySelector('#alarms').innerText.includes('Overload')", 2,
+                     "alarm texts in English")
+    browser.eval("document.getElementById('lang').click()")
+    assert browser.eval("document.querySelector('h1').innerText") == "煤炭运销监管平台"
+
+
+def test_acknowledge_and_resolve_from_the_page(page):
+    browser, server, _, _ = page
+    browser.eval("document.querySelector('#alarms tr[data-code=overload] button').click()")
+    browser.wait_for("document.querySelector('#alarms tr[data-code=overload]')"
+                     ".classList.contains('acknowledged')", 3, "the alarm to be acknowledged")
+    assert "值班员张三" in browser.eval(
+        "document.querySelector('#alarms tr[data-code=overload]').innerText")
+    browser.eval("document.querySelector('#alarms tr[data-code=overload] button').click()")
+    browser.eval("document.getElementById('resolve-note').value = '已卸货复磅'")
+    browser.eval("document.getElementById('resolve-form').requestSubmit()")
+    browser.wait_for("!document.querySelector('#alarms tr[data-code=overload]')", 3,
+                     "the resolved alarm to leave the open list")
+
+
+def test_weighing_search_by_plate(page):
+    browser, _, _, _ = page
+    browser.eval("document.querySelector('#search-form [name=plate]').value = '陕K10002'")
+    browser.eval("document.getElementById('search-form').requestSubmit()")
+    browser.wait_for("document.querySelectorAll('#weighings tr').length === 2", 3,
+                     "two weighings of 陕K10002")
+    assert all("陕K10002" in r for r in rows(browser, "weighings"))
+
+
+def test_only_same_origin_requests(page):
+    browser, server, _, _ = page
+    urls = json.loads(browser.eval(
+        "JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))
+    assert urls and all(u.startswith(server.base) for u in urls), urls

@@ -1,0 +1,253 @@
+"""Run the real agent (`coalgate edge run`) against the real simulator (`coalgate sim run`).
+
+The test plays only the ANPR camera: it tails the simulator's truth log and pushes each
+arriving truck's *shown* plate to the agent's /api/anpr, as a camera on the entry loop would.
+Everything else — serial ptys, TCP, Modbus gate IO, barrier — is the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@dataclass
+class SimRun:
+    scenario: str
+    tmp: Path
+    speed: float = 4.0
+    scale_endpoint: str = "xk3190_pty"  # xk3190_pty | xk3190_tcp | format2_tcp | toledo_tcp |
+    #                                     sics_pty | modbus_tcp | modbus_rtu
+    policy: dict[str, Any] = field(default_factory=dict)
+    sim: subprocess.Popen[bytes] | None = None
+    agent: subprocess.Popen[bytes] | None = None
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    console: str = ""
+    pushed: set[tuple[str, float]] = field(default_factory=set)
+
+    @property
+    def scenario_path(self) -> Path:
+        return ROOT / "config" / "scenarios" / f"{self.scenario}.toml"
+
+    def start_sim(self) -> None:
+        ep = self.tmp / "endpoints.json"
+        self.sim = subprocess.Popen(
+            [PY, "-m", "coalgate", "sim", "run", "--scenario", str(self.scenario_path),
+             "--speed", str(self.speed), "--endpoints-out", str(ep),
+             "--truth-out", str(self.tmp / "truth.jsonl"), "--dev-dir", str(self.tmp / "dev")],
+            cwd=ROOT, stdout=open(self.tmp / "sim.out", "wb"),
+            stderr=open(self.tmp / "sim.err", "wb"),
+        )
+        wait_for(ep.exists, 30, "the simulator's endpoints file")
+        self.endpoints = json.loads(ep.read_text())
+
+    def scale_config(self) -> str:
+        ep = self.endpoints
+        kind = self.scale_endpoint
+        ser = ep["serial"]
+        if kind == "xk3190_pty":
+            return f'protocol = "xk3190"\ntransport = "serial"\ndevice = "{ser["xk3190"]["device"]}"'
+        if kind == "sics_pty":
+            return f'protocol = "sics"\ntransport = "serial"\ndevice = "{ser["sics"]["device"]}"'
+        names = {"xk3190_tcp": ("xk3190", "xk3190"), "format2_tcp": ("xk3190_format2",
+                 "xk3190_format2"), "toledo_tcp": ("toledo", "toledo"), "sics_tcp": ("sics", "sics")}
+        if kind in names:
+            proto, key = names[kind]
+            tcp = ser[key]["tcp"]
+            return (f'protocol = "{proto}"\ntransport = "tcp"\nhost = "{tcp["host"]}"\n'
+                    f'port = {tcp["port"]}')
+        if kind == "modbus_tcp":
+            m = ep["modbus"]["scale_tcp"]
+            return (f'protocol = "modbus"\ntransport = "modbus_tcp"\nhost = "{m["host"]}"\n'
+                    f'port = {m["port"]}\n[scale.modbus]\nunit_id = {m["unit_id"]}')
+        if kind == "modbus_rtu":
+            m = ep["modbus"]["scale_rtu"]
+            return (f'protocol = "modbus"\ntransport = "modbus_rtu"\ndevice = "{m["device"]}"\n'
+                    f'[scale.modbus]\nunit_id = {m["unit_id"]}')
+        raise ValueError(kind)
+
+    def write_config(self, port: int) -> Path:
+        from ledger.keys import SignerKey, write_signer_file
+
+        key = self.tmp / "site.key"
+        if not key.exists():
+            write_signer_file(key, SignerKey.generate("sim-site"))
+        scen = tomllib.loads(self.scenario_path.read_text(encoding="utf-8"))
+        vehicles = []
+        for t in scen.get("truck", []):
+            v = f'[[vehicles]]\nplate = "{t["plate"]}"\naxles = {t["axles"]}\n'
+            if t.get("passes", "one") == "one":
+                v += f'tare_kg = {t["tare_kg"]}\n'  # one-pass trucks have a registered tare
+            vehicles.append(v)
+        io = self.endpoints["modbus"]["gate_io_tcp"]
+        s = self.speed
+        policy = {
+            "mode": "auto",
+            "stability_window_ms": max(300, int(2000 / s)),
+            "confirm_s": round(2.0 / s, 3),
+            "unstable_timeout_s": round(30 / s, 3),
+            "beam_grace_s": round(4 / s, 3),
+            "identify_timeout_s": round(8 / s, 3),
+            "release_timeout_s": round(120 / s, 3),
+            "device_timeout_s": 2.0,
+            **self.policy,
+        }
+        pol = "\n".join(f"{k} = {json.dumps(v)}" for k, v in policy.items())
+        text = f"""
+[site]
+id = "sim-site"
+name = "模拟磅站"
+key = "site.key"
+ledger = "ledger.sqlite"
+checkpoint_every_s = 30
+
+[scale]
+{self.scale_config()}
+
+[io]
+kind = "modbus_tcp"
+host = "{io["host"]}"
+port = {io["port"]}
+unit_id = {io["unit_id"]}
+poll_ms = 50
+
+[camera]
+anpr_push = true
+
+[tickets]
+store = "tickets.sqlite"
+
+[policy]
+{pol}
+
+{chr(10).join(vehicles)}
+
+[console]
+host = "127.0.0.1"
+port = {port}
+"""
+        # [scale.modbus] (if any) must come after the [scale] keys; TOML allows it here.
+        cfg = self.tmp / "site.toml"
+        cfg.write_text(text, encoding="utf-8")
+        return cfg
+
+    def start_agent(self) -> None:
+        port = free_port()
+        cfg = self.write_config(port)
+        self.agent = subprocess.Popen(
+            [PY, "-m", "coalgate", "edge", "run", "--config", str(cfg)],
+            cwd=ROOT, stdout=open(self.tmp / "agent.out", "ab"),
+            stderr=open(self.tmp / "agent.log", "ab"),
+        )
+        self.console = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(self.console + "/api/state", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                assert self.agent is not None and self.agent.poll() is None, self.agent_log()
+                return False
+
+        wait_for(up, 30, "the agent's console")
+
+    def agent_log(self) -> str:
+        p = self.tmp / "agent.log"
+        return p.read_text(errors="replace")[-4000:] if p.exists() else ""
+
+    def truth(self) -> list[dict[str, Any]]:
+        p = self.tmp / "truth.jsonl"
+        if not p.exists():
+            return []
+        out = []
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line still being written
+        return out
+
+    def play_camera(self) -> None:
+        """Push the plate of every truck that has arrived at the entry loop (once each)."""
+        for rec in self.truth():
+            if rec.get("event") == "arrived":
+                key = (rec["plate"], rec["t"])
+                if key in self.pushed:
+                    continue
+                self.pushed.add(key)
+                httpx.post(self.console + "/api/anpr",
+                           json={"plate": rec.get("shown_plate") or rec["plate"],
+                                 "confidence": 0.95}, timeout=2)
+
+    def run_until(self, done: Any, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.play_camera()
+            assert self.agent is not None
+            if self.agent.poll() is not None:
+                raise AssertionError("agent exited:\n" + self.agent_log())
+            if done():
+                return
+            time.sleep(0.05)
+
+    def sim_ended(self) -> bool:
+        return any(r.get("record") == "end" for r in self.truth())
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> int:
+        assert self.agent is not None
+        self.agent.send_signal(sig)
+        return self.agent.wait(timeout=20)
+
+    def stop(self) -> None:
+        for p in (self.agent, self.sim):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+    def entries(self) -> list[tuple[int, str, dict[str, Any]]]:
+        from ledger.store import LedgerStore
+
+        with LedgerStore.open(self.tmp / "ledger.sqlite", site="sim-site") as st:
+            return [(se.entry.seq, se.entry.kind, se.entry.body) for se in st.iter_entries()]
+
+
+def mpe_kg(true_kg: int, e: int = 20) -> int:
+    """OIML R76 class III maximum permissible error in service (DESIGN.md §5)."""
+    n = abs(true_kg) / e
+    return e * (1 if n <= 500 else 2 if n <= 2000 else 3)
+
+
+def env_flag() -> bool:
+    return os.environ.get("COALGATE_KEEP_TMP") == "1"
