@@ -183,6 +183,7 @@ class PolicySection(_Strict):
     stability_window_ms: Annotated[int, Field(ge=200, le=30000)] = 2000
     zero_band_kg: Annotated[int, Field(ge=0)] = 100
     min_vehicle_kg: Annotated[int, Field(ge=100)] = 1000
+    min_load_kg: Annotated[int, Field(ge=0)] = 3000
     jump_kg: Annotated[int, Field(ge=20)] = 500
     second_vehicle_kg: Annotated[int, Field(ge=100)] = 2000
     unstable_timeout_s: Annotated[float, Field(gt=0)] = 30.0
@@ -250,6 +251,7 @@ class SiteConfig(_Strict):
             stability_window_ms=p.stability_window_ms,
             zero_band_kg=p.zero_band_kg,
             min_vehicle_kg=p.min_vehicle_kg,
+            min_load_kg=p.min_load_kg,
             jump_kg=p.jump_kg,
             second_vehicle_kg=p.second_vehicle_kg,
             unstable_timeout_ms=int(p.unstable_timeout_s * 1000),

@@ -197,8 +197,9 @@ def issue(
         bool, typer.Option(help=f"Allow codes above QR version {MAX_TICKET_VERSION}.")
     ] = False,
 ) -> None:
-    """Sign a ticket and print its CT1: text (for integrators and tests; the central issues
-    tickets against quota in production).
+    """Sign a ticket and print its CT1: text (integrators and tests).
+
+    In production the central issues tickets against the mine's quota.
 
     Example: coalgate ticket issue --key mine.key --id T2611050123 --issuer E610821001
     --site S61082101 --plate 陕K8A3B2 --buyer 鑫源兰炭 --destination 保德县

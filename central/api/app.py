@@ -112,6 +112,10 @@ def create_app(
         summary="Verified weighings, alarms, sites and ledger proofs of every coal gate",
         description="Authenticate with `Authorization: Bearer <token>`; see docs/api.md.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their code from a CDN; the central serves no external
+        # assets, so only the OpenAPI document itself is published.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -406,9 +406,12 @@ class GateController:
         self._finish()
 
     # ----------------------------------------------------------------- identify + decide
-    def _pass_kind(self, plate: str, now_ms: int) -> tuple[str, TareRecord | None]:
+    def _pass_kind(
+        self, plate: str, now_ms: int, weight_kg: int | None
+    ) -> tuple[str, TareRecord | None]:
         """Which pass this is: pair with an open tare (two-pass), use a stored or registered
-        tare (one-pass), or measure the tare."""
+        tare (one-pass), or measure the tare. A truck barely heavier than its known tare is
+        empty: it is re-tared (so water in the tank meets the tare band)."""
         p = self.policy
         if p.mode in ("two_pass", "auto"):
             rec = self.book.open_tares.get(plate)
@@ -416,11 +419,11 @@ class GateController:
                 return "gross", rec
         if p.mode in ("one_pass", "auto"):
             rec = self.book.stored_tares.get(plate)
-            if rec and now_ms - rec.at_ms <= p.tare_expiry_h * 3_600_000:
+            if rec is None or now_ms - rec.at_ms > p.tare_expiry_h * 3_600_000:
+                registered = self.book.registered_tares.get(plate)
+                rec = TareRecord("registered", registered, None, now_ms) if registered else None
+            if rec is not None and (weight_kg is None or weight_kg >= rec.kg + p.min_load_kg):
                 return "one_pass", rec
-            registered = self.book.registered_tares.get(plate)
-            if registered is not None:
-                return "one_pass", TareRecord("registered", registered, None, now_ms)
         return "tare", None
 
     def _check_ticket(self, t: Txn, plate: str, now_ms: int, out: list[Action]) -> None:
@@ -448,7 +451,7 @@ class GateController:
         plate = t.plate
         if plate is None:
             return  # wait for a plate (camera or operator); the barrier stays down
-        kind, _ = self._pass_kind(plate.plate, now_ms)
+        kind, _ = self._pass_kind(plate.plate, now_ms, t.stable_kg)
         self._check_ticket(t, plate.plate, now_ms, out)
         waiting_ticket = (
             kind != "tare" and self.policy.ticket_required and t.ticket is None
@@ -467,7 +470,7 @@ class GateController:
             if force:
                 self.state = HELD
             return
-        kind, tare_rec = self._pass_kind(plate.plate, now_ms)
+        kind, tare_rec = self._pass_kind(plate.plate, now_ms, t.stable_kg)
         axles = plate.axles or self.book.axles.get(plate.plate) or p.default_axles
         weighed = Weighed(
             pass_kind=kind,

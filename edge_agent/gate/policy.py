@@ -30,6 +30,7 @@ class GatePolicy:
     stability_window_ms: int = 2000
     zero_band_kg: int = 100
     min_vehicle_kg: int = 1000  # below this the platform counts as empty for arrival
+    min_load_kg: int = 3000  # one-pass: less than this over the known tare = an empty truck
     jump_kg: int = 500  # after a stable reading, a change beyond this with no beam event
     second_vehicle_kg: int = 2000  # weight gained while the entry beam is re-blocked
     unstable_timeout_ms: int = 30_000

@@ -87,6 +87,8 @@ def test_openapi_is_published_without_a_token(world: World):
                  "/api/v1/sites/{site}/entries/{seq}/proof", "/api/v1/tonnage/daily"):
         assert path in doc["paths"], path
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    # No Swagger UI: it would pull its code from a CDN.
+    assert world.client.get("/docs").status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/sites", "/weighings", "/alarms", "/tonnage/daily",

@@ -53,6 +53,7 @@ class SimRun:
     endpoints: dict[str, Any] = field(default_factory=dict)
     console: str = ""
     pushed: set[tuple[str, float]] = field(default_factory=set)
+    overridden: set[str] = field(default_factory=set)
 
     @property
     def scenario_path(self) -> Path:
@@ -104,10 +105,9 @@ class SimRun:
         scen = tomllib.loads(self.scenario_path.read_text(encoding="utf-8"))
         vehicles = []
         for t in scen.get("truck", []):
-            v = f'[[vehicles]]\nplate = "{t["plate"]}"\naxles = {t["axles"]}\n'
-            if t.get("passes", "one") == "one":
-                v += f'tare_kg = {t["tare_kg"]}\n'  # one-pass trucks have a registered tare
-            vehicles.append(v)
+            # Every truck is registered (车辆备案) with its axles and tare.
+            vehicles.append(f'[[vehicles]]\nplate = "{t["plate"]}"\naxles = {t["axles"]}\n'
+                            f'tare_kg = {t["tare_kg"]}\n')
         io = self.endpoints["modbus"]["gate_io_tcp"]
         s = self.speed
         policy = {
@@ -207,10 +207,27 @@ port = {port}
                            json={"plate": rec.get("shown_plate") or rec["plate"],
                                  "confidence": 0.95}, timeout=2)
 
-    def run_until(self, done: Any, timeout: float) -> None:
+    def play_operator(self) -> None:
+        """A weighbridge operator who, once the alarm is recorded, lets a held truck go with a
+        typed reason — except an overloaded one, which the gate refuses to release."""
+        st = httpx.get(self.console + "/api/state", timeout=2).json()
+        d = st.get("decision") or {}
+        if st["state"] != "held" or d.get("txn") != st["txn"] or st["txn"] in self.overridden:
+            return
+        if "overload" in d.get("reasons", []):
+            return
+        self.overridden.add(st["txn"])
+        r = httpx.post(self.console + "/api/override", json={
+            "action": "manual_barrier_up", "operator": "测试员", "reason": "核实后放行（测试）"},
+            timeout=2)
+        assert r.status_code == 200, r.text
+
+    def run_until(self, done: Any, timeout: float, operator: bool = False) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.play_camera()
+            if operator:
+                self.play_operator()
             assert self.agent is not None
             if self.agent.poll() is not None:
                 raise AssertionError("agent exited:\n" + self.agent_log())
