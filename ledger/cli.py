@@ -35,8 +35,8 @@ SignerOpt = Annotated[
 
 def _fail(exc: object, code: int = 1) -> NoReturn:
     typer.echo(f"error: {exc}", err=True)
-    # SystemExit, not typer.Exit: the root ``coalgate`` group is plain click, which does not
-    # know typer's own Exit class and would print a traceback instead of exiting quietly.
+    # SystemExit, not typer.Exit: it exits quietly however this app is mounted (typer vendors
+    # its own click, whose Exit class a plain click root group does not recognise).
     sys.exit(code)
 
 

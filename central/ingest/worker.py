@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -43,7 +44,6 @@ from edge_agent.sync.protocol import (
     site_from_topic,
     topic,
 )
-from ledger.entry import parse_ts
 from ledger.errors import KeyFormatError
 from ledger.keys import VerifierKey
 
@@ -52,6 +52,7 @@ __all__ = ["Ingestor", "Reply", "run_ingest", "IngestStats"]
 log = logging.getLogger(__name__)
 
 Reply = tuple[str, bytes]
+_LEAF_MONTH = re.compile(rb'"ts":"(\d{4})-(\d{2})-')
 Projector = Callable[[Any, str, list[VerifiedEntry]], None]
 
 
@@ -127,9 +128,8 @@ class Ingestor:
                                 f"site {site!r} is not enrolled; enrol it first", payload)
                 return []
             view = self._view(row)
-            seqs = _batch_seqs(batch)
-            lo = min(seqs, default=0)
-            known = store.known_hashes(cur, site, lo, min(max(seqs, default=-1), row.verified_seq))
+            last = batch.start + len(batch.entries) - 1
+            known = store.known_hashes(cur, site, batch.start, min(last, row.verified_seq))
             outcome = check_batch(view, site, batch.entries, known)
             if batch.site != site and outcome.rejected is None and outcome.accepted:
                 # The envelope lies about the site although the entries match the topic:
@@ -261,27 +261,23 @@ class Ingestor:
         store.record_reject(cur, None, topic_name, reason, detail, payload)
 
     def _ensure_partitions(self, batch: LedgerBatch) -> None:
-        """Create monthly partitions outside the entry transaction (DDL locks the parent)."""
+        """Create monthly partitions outside the entry transaction (DDL locks the parent).
+
+        Only a hint: the month is read from the leaf text without a full parse (check_batch
+        validates everything later); a row whose month has no partition lands in the default.
+        """
         months: set[datetime] = set()
         for se in batch.entries:
-            try:
-                months.add(store.month_start(parse_ts(se.entry.ts)))
-            except Exception:  # malformed entries are judged later, in check_batch
-                continue
+            m = _LEAF_MONTH.search(se.leaf)
+            if m:
+                try:
+                    months.add(datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=UTC))
+                except ValueError:
+                    continue
         for month in months - self._months:
             with self.conn.transaction():
                 self.conn.execute("SELECT coalgate_ensure_entries_partition(%s)", (month,))
             self._months.add(month)
-
-
-def _batch_seqs(batch: LedgerBatch) -> list[int]:
-    out = []
-    for se in batch.entries:
-        try:
-            out.append(se.entry.seq)
-        except Exception:
-            continue
-    return out
 
 
 def _load_projector() -> Projector | None:

@@ -23,13 +23,11 @@ class Evidence:
     text: str
     char_probs: tuple[float, ...]  # each character's probability (forced CTC alignment)
     margin: float  # log-probability gap to the best rival hypothesis in the beam
-    sharpness: float  # variance of the Laplacian of the crop over its contrast
-    height_px: float  # plate height in the frame
-    shape: float  # localisation score 0..1
 
 
-FEATURE_NAMES = ("logit_min", "logit_province", "logit_mean", "margin", "log_sharpness",
-                 "log_height", "shape")
+# Crop sharpness, plate height and the localisation score were tried and left out: with
+# noise in the frame a sharpness measure rises, and their fitted weights had the wrong sign.
+FEATURE_NAMES = ("logit_min", "logit_province", "logit_mean", "margin")
 
 
 def _logit(p: float) -> float:
@@ -44,14 +42,11 @@ def features(ev: Evidence) -> np.ndarray:
         _logit(p[0]),  # the province character is the commonest confident confusion
         _logit(float(np.mean(p))),
         min(ev.margin, 10.0),
-        math.log(max(ev.sharpness, 1e-3)),
-        math.log(max(ev.height_px, 1.0)),
-        ev.shape,
     ])
 
 
 #: Intercept first, then one weight per FEATURE_NAMES entry.
-WEIGHTS: tuple[float, ...] = (-2.0, 0.5, 0.3, 0.1, 0.2, 0.3, 0.0, 0.0)
+WEIGHTS: tuple[float, ...] = (-2.0, 0.5, 0.3, 0.1, 0.2)
 
 
 def calibrate(ev: Evidence, weights: tuple[float, ...] = WEIGHTS) -> float:

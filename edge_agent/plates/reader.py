@@ -45,9 +45,7 @@ class PlateReader:
         rec = self._rec.recognise(line)
         if rec is None or normalise_plate(rec.text) is None:
             return None
-        return Evidence(text=rec.text, char_probs=rec.char_probs, margin=rec.margin,
-                        sharpness=_sharpness(line), height_px=float(cand.bbox[3]),
-                        shape=cand.score)
+        return Evidence(text=rec.text, char_probs=rec.char_probs, margin=rec.margin)
 
     def _read_candidate(self, cand: Candidate) -> PlateReading | None:
         ev = self.evidence(cand)
@@ -55,13 +53,6 @@ class PlateReader:
             return None
         return PlateReading(text=ev.text, color=cand.color, bbox=cand.bbox,
                             confidence=calibrate(ev))
-
-
-def _sharpness(line: np.ndarray) -> float:
-    """Focus measure: variance of the Laplacian over the grey-level variance."""
-    gray = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    lap = cv2.Laplacian(gray, cv2.CV_32F)
-    return float(lap.var() / max(gray.var(), 1.0))
 
 
 def _text_line(cand: Candidate) -> np.ndarray:

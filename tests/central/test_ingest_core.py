@@ -173,3 +173,11 @@ def test_small_messages_round_trip() -> None:
         site_from_topic("coalgate/v1/sites/a/b/ledger")
     with pytest.raises(ProtocolError):
         Status.decode(b'{"v":1,"state":"sleepy"}')
+
+
+def test_batch_whose_from_lies_is_refused_without_alarm(key: SignerKey) -> None:
+    chain = make_chain(key, 4)
+    view = SiteView(SITE, key.verifier, 3, chain[3].hash)
+    out = check_batch(view, SITE, chain[1:3], {})  # the worker read no hashes for them
+    assert out.accepted == [] and out.alarms == []
+    assert out.rejected is not None and out.rejected[0] == "bad_envelope"

@@ -174,3 +174,9 @@ def test_every_command_help_has_an_example() -> None:
     for command in app.registered_commands:
         assert command.callback is not None
         assert "Example:" in (command.callback.__doc__ or ""), command.callback.__name__
+
+
+def test_group_help_through_the_root_command() -> None:
+    out = coalgate("--help").stdout
+    for command in ("keygen", "append", "checkpoint", "verify", "prove", "export"):
+        assert command in out
