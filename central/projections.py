@@ -6,7 +6,11 @@ never interleave). It
 
 - projects every ``weighing`` entry into the searchable ``weighings`` table, and
 - runs the pure rules (central.rules) over the entries and stores the alarms they raise,
-  keeping the site's rule state in ``site_rule_state``.
+  keeping the site's rule state in ``site_rule_state``, and
+- reconciles loaded weighings against e-tickets and quota (central.tickets.reconcile:
+  ticket_reused, over_production, invalid_ticket for voided or foreign tickets).
+
+A weighing's coal type is the one the gate wrote, else that of the e-ticket it names.
 
 Nothing here commits: if the ingest rolls back, the projection and the alarms roll back with
 the entries, so an alarm never points at an entry that was not stored.
@@ -25,6 +29,7 @@ from psycopg.types.json import Jsonb
 from central.alarms import raise_alarms
 from central.rules import Lookups, SiteRuleState, evaluate
 from central.settings import RuleSettings
+from central.tickets.reconcile import apply as reconcile_tickets
 from ledger.entry import Entry
 
 __all__ = ["apply"]
@@ -56,10 +61,22 @@ def _column(body: dict[str, Any], name: str) -> Any:
     return value if isinstance(value, str) else None
 
 
-def _weighing_row(site: str, e: Entry) -> tuple[Any, ...]:
+def _weighing_row(site: str, e: Entry, coal_types: dict[str, str]) -> tuple[Any, ...]:
     reasons = e.body.get("reasons")
     reasons = [r for r in reasons if isinstance(r, str)] if isinstance(reasons, list) else []
-    return (site, e.seq, e.ts, *(_column(e.body, c) for c in _WEIGHING_COLUMNS), reasons)
+    values = {c: _column(e.body, c) for c in _WEIGHING_COLUMNS}
+    if values["coal_type"] is None and values["ticket_id"] is not None:
+        values["coal_type"] = coal_types.get(values["ticket_id"])
+    return (site, e.seq, e.ts, *values.values(), reasons)
+
+
+def _ticket_coal_types(cur: psycopg.Cursor[Any], weighings: Sequence[Entry]) -> dict[str, str]:
+    ids = {t for e in weighings if e.body.get("coal_type") is None
+           and isinstance(t := e.body.get("ticket_id"), str)}
+    if not ids:
+        return {}
+    cur.execute("SELECT id, coal_type FROM tickets WHERE id = ANY(%s)", (sorted(ids),))
+    return {row[0]: row[1] for row in cur.fetchall()}
 
 
 def _txn_plates(cur: psycopg.Cursor[Any], site: str, entries: Sequence[Entry]) -> dict[str, str]:
@@ -135,12 +152,13 @@ def apply(
     lookups = replace(_lookups(cur, site_id, weighings, rules),
                       txn_plates=_txn_plates(cur, site_id, entries))
     if weighings:
+        coal_types = _ticket_coal_types(cur, weighings)
         columns = ", ".join(("site", "seq", "ts", *_WEIGHING_COLUMNS, "reasons"))
         marks = ", ".join(["%s"] * (len(_WEIGHING_COLUMNS) + 4))
         cur.executemany(
             f"INSERT INTO weighings ({columns}) VALUES ({marks})"
             " ON CONFLICT (site, seq) DO NOTHING",
-            [_weighing_row(site_id, e) for e in weighings],
+            [_weighing_row(site_id, e, coal_types) for e in weighings],
         )
     cur.execute("SELECT state FROM site_rule_state WHERE site = %s FOR UPDATE", (site_id,))
     row = cur.fetchone()
@@ -152,3 +170,5 @@ def apply(
         (site_id, Jsonb(outcome.state.to_json())),
     )
     raise_alarms(cur, outcome.alarms)
+    reconcile_tickets(cur, site_id, entries,
+                      ticket_required_default=rules.ticket_required_default)

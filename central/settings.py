@@ -65,8 +65,9 @@ class RuleSettings(_Section):
     tare_band_pm: int = Field(default=100, ge=1, le=1000)
     tare_history_min: int = Field(default=3, ge=1)
     tare_history_max: int = Field(default=10, ge=1)
-    # Whether a ticket is required when the site has not announced its policy in a config entry.
-    ticket_required_default: bool = True
+    # Whether a ticket is required when the site has not announced its policy in a `config`
+    # entry (gates write one at every start). False, like the gate's own default policy.
+    ticket_required_default: bool = False
 
 
 class Settings(BaseModel):

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def run_end_to_end(gates: list[tuple[str, SignerKey, Path]], workers: int, port:
             with LedgerStore.open(path, site=site) as s:
                 s.set_meta(ACKED_META_KEY, "-1")
                 total += s.size
-            boxes.append(Outbox(lambda p=path, st=site: LedgerStore.open(p, site=st), site,
+            boxes.append(Outbox(partial(LedgerStore.open, path, site=site), site,
                                 MqttSettings(port=port), batch_size=batch, ack_timeout=5,
                                 poll_interval=0.01, checkpoint_interval=1e9,
                                 client_id=f"bench-edge-{site}"))

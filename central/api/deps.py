@@ -17,7 +17,6 @@ __all__ = [
     "Admin",
     "AlarmHandler",
     "AlarmReader",
-    "AnyUser",
     "Conn",
     "CurrentUser",
     "Reader",
@@ -89,7 +88,6 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-AnyUser = CurrentUser
 # Everyone who reads the record: every role may read the sites and weighings it is allowed to see.
 Reader = Annotated[Principal, Depends(require_roles(
     "admin", "bureau", "enterprise", "checkpoint", "datapool"))]

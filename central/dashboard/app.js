@@ -249,6 +249,37 @@
 
   // --- sites and tonnage ------------------------------------------------------------------
 
+  // A schematic map: sites placed by latitude/longitude within their own bounding box (no map
+  // tiles, which would need the internet), green online, red offline.
+  function drawMap(sites) {
+    const svg = $("map");
+    const placed = sites.filter((s) => s.lat !== null && s.lon !== null);
+    svg.hidden = placed.length === 0;
+    if (!placed.length) return;
+    const ns = "http://www.w3.org/2000/svg";
+    const lats = placed.map((s) => s.lat), lons = placed.map((s) => s.lon);
+    const [minLat, maxLat, minLon, maxLon] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
+    const spanLat = Math.max(maxLat - minLat, 0.05), spanLon = Math.max(maxLon - minLon, 0.05);
+    const midLat = (minLat + maxLat) / 2, midLon = (minLon + maxLon) / 2;
+    const x = (lon) => 260 + ((lon - midLon) / spanLon) * 440;
+    const y = (lat) => 110 - ((lat - midLat) / spanLat) * 160;
+    const node = (tag, attrs, text) => {
+      const n = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+      if (text) n.textContent = text;
+      return n;
+    };
+    svg.replaceChildren(node("rect", { x: 0, y: 0, width: 600, height: 220, class: "map-bg" }));
+    for (const s of placed) {
+      const on = s.status.online;
+      const g = node("g", { class: `map-site ${on ? "on" : "off"}`, "data-site": s.id });
+      g.append(node("circle", { cx: x(s.lon), cy: y(s.lat), r: s.status.open_alarms ? 9 : 6 }));
+      g.append(node("text", { x: x(s.lon) + 11, y: y(s.lat) + 4 }, s.name || s.id));
+      g.append(node("title", {}, `${siteNames.get(s.id)} · ${on ? t("yes") : t("no")}`));
+      svg.append(g);
+    }
+  }
+
   async function loadSites() {
     const sites = await api("/sites");
     const select = $("search-site");
@@ -267,6 +298,7 @@
         el("td", { class: `num ${st.open_alarms ? "hot" : ""}` }, `${st.open_alarms}`));
     }));
     select.value = keep;
+    drawMap(sites);
     renderAlarms();
   }
 

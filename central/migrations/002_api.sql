@@ -58,12 +58,15 @@ CREATE TABLE site_rule_state (
 ALTER TABLE alarms ADD COLUMN dedup_key text;
 CREATE UNIQUE INDEX alarms_dedup ON alarms (site, dedup_key) WHERE dedup_key IS NOT NULL;
 
--- The API's live stream LISTENs here; the payload is the new alarm's id. Fired at commit, so a
--- listener never sees an alarm from a transaction that rolled back.
+-- The API's live stream LISTENs here. Delivered at commit, so a listener never sees an alarm
+-- from a transaction that rolled back. The payload is empty on purpose: listeners read the
+-- alarms after the last id they sent, and PostgreSQL folds identical notifications of one
+-- transaction into one, so a backlog of thousands of alarms wakes the API once, not thousands
+-- of times.
 CREATE FUNCTION coalgate_notify_alarm() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('coalgate_alarms', NEW.id::text);
+    PERFORM pg_notify('coalgate_alarms', '');
     RETURN NEW;
 END
 $$;

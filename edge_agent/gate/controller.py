@@ -85,6 +85,7 @@ class Txn:
     weighing: dict[str, Any] | None = None
     weighing_seq: int | None = None
     released: bool = False
+    overridden: bool = False  # released by an operator: they answer for what follows
     passages: int = 0
     voided: bool = False
 
@@ -371,7 +372,7 @@ class GateController:
         if t.stable_kg is None:
             return
         leaving = self.state == RELEASED and (self.io.ir_exit or self.io.loop_exit)
-        if leaving:
+        if leaving or (self.state == RELEASED and t.overridden):
             return
         if self.io.ir_entry and w - t.stable_kg > p.second_vehicle_kg:
             self._hold_late("second_vehicle", {"weight_kg": w, "stable_kg": t.stable_kg}, now_ms,
@@ -686,6 +687,7 @@ class GateController:
                                            "operator": ev.operator, "reason": ev.reason}))
             if t is not None:
                 t.released = True
+                t.overridden = True
                 t.passages = 0
                 self.state = RELEASED
             self._barrier(True, "override", out)

@@ -53,8 +53,10 @@ def _stroke_density(gray: np.ndarray) -> float:
     return float((sx > 120).mean())
 
 
-def locate(frame: np.ndarray, max_candidates: int = 4) -> list[Candidate]:
-    """Plate-like regions of a BGR frame, most plate-like first."""
+def locate(frame: np.ndarray, max_candidates: int = 4, min_width: int = 90) -> list[Candidate]:
+    """Plate-like regions of a BGR frame at least ``min_width`` pixels wide, most
+    plate-like first. Like an ANPR camera's minimum plate width, the floor keeps distant
+    signs and lamps from costing a recognition each."""
     small = cv2.resize(frame, None, fx=_SCALE, fy=_SCALE, interpolation=cv2.INTER_AREA)
     # Smooth first: sensor noise on the dark bumper otherwise reads as saturated colour.
     hsv = cv2.cvtColor(cv2.GaussianBlur(small, (5, 5), 0), cv2.COLOR_BGR2HSV)
@@ -73,7 +75,7 @@ def locate(frame: np.ndarray, max_candidates: int = 4) -> list[Candidate]:
             if area < 250 or area > 20000:
                 continue
             cand = _candidate(frame, gray_full, c, color, area)
-            if cand is not None:
+            if cand is not None and cand.bbox[2] >= min_width:
                 found.append(cand)
     # Edge cue: rows of characters give dense vertical strokes even when the plate's colour
     # merges with a dim cab at night. Colour is then read from the region itself.
@@ -95,7 +97,7 @@ def locate(frame: np.ndarray, max_candidates: int = 4) -> list[Candidate]:
                                 for f in found):
             continue
         cand = _candidate(frame, gray_full, c, dominant, area)
-        if cand is not None:
+        if cand is not None and cand.bbox[2] >= min_width:
             found.append(cand)
     found.sort(key=lambda c: -c.score)
     return found[:max_candidates]

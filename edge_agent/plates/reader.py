@@ -17,21 +17,24 @@ __all__ = ["PlateReader"]
 class PlateReader:
     """Reads Chinese licence plates in BGR frames on one CPU core.
 
-    ``min_confidence`` drops readings below it (0 keeps every grammar-valid reading).
+    ``min_confidence`` drops readings below it (0 keeps every grammar-valid reading);
+    ``min_plate_width`` is the narrowest plate, in frame pixels, worth reading (set it
+    from the camera's mounting: a 440 mm plate at a gate is usually 120-300 px wide).
     """
 
     def __init__(self, *, threads: int = 1, max_candidates: int = 3,
-                 min_confidence: float = 0.05) -> None:
+                 min_confidence: float = 0.05, min_plate_width: int = 90) -> None:
         self._rec = Recogniser(threads=threads)
         self._max_candidates = max_candidates
         self._min_confidence = min_confidence
+        self._min_width = min_plate_width
 
     def read(self, frame_bgr: np.ndarray) -> list[PlateReading]:
         """Readings of the plates in ``frame_bgr``, most confident first; [] if none."""
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR frame of shape (h, w, 3), got {frame_bgr.shape}")
         out: dict[str, PlateReading] = {}
-        for cand in locate(frame_bgr, self._max_candidates):
+        for cand in locate(frame_bgr, self._max_candidates, self._min_width):
             reading = self._read_candidate(cand)
             if reading is None or reading.confidence < self._min_confidence:
                 continue

@@ -92,11 +92,19 @@ class Gate:
     def append(self, kind: str, body: dict[str, Any]) -> int:
         return self.store.append(kind, body).entry.seq
 
+    def config(self, *, ticket_required: bool) -> None:
+        """The entry a gate writes at every start, announcing its policy."""
+        self.append("config", {"sha256": "00" * 32, "agent_version": "test",
+                               "policy": {"ticket_required": ticket_required}})
+
     def truck(self, plate: str, *, tare: int = 15000, gross: int = 48000, axles: int = 6,
-              limit: int = 49000, ticket: str | None = "T-OK", coal_type: str = "块煤",
+              limit: int = 49000, ticket: str | None = "", coal_type: str = "块煤",
               released: bool = True) -> str:
-        """A two-pass truck: tare in, gross out, barrier, exit passage."""
+        """A two-pass truck: tare in, gross out, barrier, exit passage. ``ticket``: "" for a
+        fresh ticket id of its own, None for no ticket, or a given id (to reuse one)."""
         txn = self.txn()
+        if ticket == "":
+            ticket = f"T-{txn}"
         common = {"txn": txn, "plate": plate, "plate_conf_pm": 960, "plate_source": "anpr",
                   "axles": axles, "tare_source": "measured", "ticket_id": ticket,
                   "limit_kg": limit, "reasons": [], "stable_ms": 3000,

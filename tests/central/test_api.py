@@ -52,6 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 assert r.status_code == 201, r.text
             witness = SignerKey.generate("coalgate-central")
             ingestor = Ingestor(conn, witness)
+            a.config(ticket_required=True)
             txns = {
                 "honest": a.truck("陕K10001", coal_type="块煤"),
                 "honest2": a.truck("陕K10002", tare=14000, gross=44000, coal_type="末煤"),

@@ -74,6 +74,7 @@ def test_loads_in_chinese_with_sites_tonnage_and_alarms(page):
     assert "#token=" not in browser.eval("location.href")  # the token left the address bar
     sites = rows(browser, "sites")
     assert len(sites) == 1 and "7号矿 北磅房" in sites[0] and "在线" in sites[0]
+    assert browser.eval("document.querySelector('#map .map-site').classList.contains('on')")
     tonnage = " ".join(rows(browser, "tonnage"))
     assert "块煤" in tonnage and "末煤" in tonnage and "70.00" in tonnage and "30.00" in tonnage
     alarms = rows(browser, "alarms")

@@ -72,15 +72,18 @@ def test_tare_pass_is_never_an_overload_or_missing_ticket():
 
 def test_no_ticket_follows_the_site_policy():
     bare = weighing(3, ticket_id=None)
-    assert codes(run([bare])) == ["no_ticket"]
-    relaxed = entry(2, "config", {"sha256": "00", "policy": {"ticket_required": False},
-                                  "agent_version": "0.1"})
-    outcome = run([relaxed, bare])
-    assert outcome.alarms == [] and outcome.state.ticket_required is False
+    strict = entry(2, "config", {"sha256": "00", "policy": {"ticket_required": True},
+                                 "agent_version": "0.1"})
+    outcome = run([strict, bare])
+    assert codes(outcome) == ["no_ticket"] and outcome.state.ticket_required is True
     # The policy is remembered across batches through the state.
-    assert run([weighing(4, ticket_id=None)], state=outcome.state).alarms == []
-    lax_default = RuleSettings(ticket_required_default=False)
-    assert run([bare], rules=lax_default).alarms == []
+    assert codes(run([weighing(4, ticket_id=None)], state=outcome.state)) == ["no_ticket"]
+    relaxed = entry(5, "config", {"sha256": "01", "policy": {"ticket_required": False},
+                                  "agent_version": "0.1"})
+    assert run([relaxed, weighing(6, ticket_id=None)], state=outcome.state).alarms == []
+    # Before a site has said anything, the configured default applies.
+    assert run([bare]).alarms == []
+    assert codes(run([bare], rules=RuleSettings(ticket_required_default=True))) == ["no_ticket"]
 
 
 def test_invalid_and_wrong_plate_tickets():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge_agent.plates import PlateReading, vote
-from edge_agent.plates.calibration import CALIBRATION, calibrate
+from edge_agent.plates.calibration import FEATURE_NAMES, WEIGHTS, Evidence, calibrate
 from edge_agent.plates.evaluate import LabelError, LabelledFrame, Outcome, load_labels, score
 
 
@@ -38,14 +38,23 @@ def test_reading_rejects_confidence_outside_unit_interval() -> None:
         r("陕K12345", 1.2)
 
 
-def test_calibration_is_monotonic_and_bounded() -> None:
-    xs, ys = zip(*CALIBRATION, strict=True)
-    assert list(xs) == sorted(xs) and list(ys) == sorted(ys)
-    values = [calibrate(p, p, 10.0, 1.0) for p in np.linspace(0, 1, 21)]
+def ev(probs: tuple[float, ...], margin: float = 8.0) -> Evidence:
+    return Evidence(text="陕K12345", char_probs=probs, margin=margin)
+
+
+def test_confidence_is_bounded_and_rises_with_evidence() -> None:
+    values = [calibrate(ev((p,) * 7)) for p in np.linspace(0.005, 0.999, 25)]
     assert values == sorted(values)
     assert 0.0 <= min(values) and max(values) <= 1.0
-    # A small beam margin (a rival text almost as likely) lowers confidence.
-    assert calibrate(0.99, 0.99, 0.1, 1.0) < calibrate(0.99, 0.99, 8.0, 1.0)
+    assert min(values) < 0.1 and max(values) > 0.99
+
+
+def test_a_doubtful_character_or_a_close_rival_lowers_confidence() -> None:
+    sure = calibrate(ev((0.99,) * 7))
+    assert calibrate(ev((0.4,) + (0.99,) * 6)) < sure  # province barely seen
+    assert calibrate(ev((0.99,) * 6 + (0.3,))) < sure
+    assert calibrate(ev((0.99,) * 7, margin=0.1)) < sure
+    assert len(WEIGHTS) == len(FEATURE_NAMES) + 1
 
 
 def test_score_counts_confident_wrong_apart_from_no_reading() -> None:
