@@ -30,6 +30,7 @@ from edge_agent.gate import (
     DeviceStatus,
     Event,
     GateController,
+    Inputs,
     MarkTicketUsed,
     Operator,
     OperatorRefused,
@@ -57,8 +58,9 @@ class Log:
         self.out = out or sys.stderr
 
     def __call__(self, msg: str, level: str = "info", **fields: Any) -> None:
-        rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level,
-               "msg": msg, **fields}
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        rec = {"ts": stamp, "level": level, "msg": msg, **fields}
         self.out.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
         self.out.flush()
 
@@ -252,6 +254,10 @@ class Agent:
                 ev: Event = await asyncio.wait_for(self.queue.get(), TICK_S)
             except TimeoutError:
                 ev = Tick()
+            if isinstance(ev, Inputs):
+                self.log("inputs", level="debug", **{k: int(v) for k, v in vars(ev).items()})
+            elif isinstance(ev, PlateRead):
+                self.log("plate", plate=ev.plate, conf_pm=ev.conf_pm, source=ev.source)
             async with self._lock:
                 before = self.ctrl.state
                 t0 = time.perf_counter()

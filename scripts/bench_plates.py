@@ -8,7 +8,7 @@ full-scene text detection + recognition on a subset of the same frames, its text
 and normalised with the same plate grammar.
 
     .venv/bin/python scripts/bench_plates.py [--count 632] [--seed 42] [--baseline-every 10]
-    .venv/bin/python scripts/bench_plates.py --calibrate   # raw-score bins for calibration.py
+    .venv/bin/python scripts/bench_plates.py --calibrate   # refit calibration.WEIGHTS
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ def main() -> None:
     ap.add_argument("--baseline-every", type=int, default=10,
                     help="baseline on every Nth frame (it is ~15x slower)")
     ap.add_argument("--dir", type=Path, help="keep the frame set here (default: temp dir)")
-    ap.add_argument("--calibrate", action="store_true", help="print raw-score bins and exit")
+    ap.add_argument("--repeat", type=int, default=3, help="timing runs per frame (>= 1)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="fit calibration weights on seeds 7-10, print them and exit")
     args = ap.parse_args()
 
     cv2.setNumThreads(1)
@@ -137,13 +139,27 @@ def main() -> None:
         frames = load_labels(folder)
         outcomes = []
         reader.read(_imread(frames[0].path))  # warm-up: first ONNX run allocates
+        best_of = []
         for f in frames:
             img = _imread(f.path)
             t0 = time.perf_counter()
             readings = reader.read(img)
             outcomes.append(Outcome(f, tuple(readings), time.perf_counter() - t0))
+            # The machine is shared: also time each frame again and keep its fastest run,
+            # which is what the code costs without other processes' interference.
+            runs = [outcomes[-1].seconds]
+            for _ in range(args.repeat - 1):
+                t0 = time.perf_counter()
+                reader.read(img)
+                runs.append(time.perf_counter() - t0)
+            best_of.append(min(runs) * 1000)
         report = score(outcomes, args.threshold)
         report["latency_ms"] = _pct([o.seconds * 1000 for o in outcomes])
+        report[f"latency_ms_best_of_{args.repeat}"] = _pct(best_of)
+        report["at_thresholds"] = {
+            str(t): {k: score(outcomes, t)[k] for k in ("accuracy", "wrong_confident",
+                                                       "no_reading")}
+            for t in (0.0, 0.5, 0.8, 0.9, 0.95)}
         base = _baseline(frames[:: args.baseline_every])
         sub = {o.frame.path for o in outcomes[:: args.baseline_every]}
         ours_sub = [o.seconds * 1000 for o in outcomes if o.frame.path in sub]
@@ -152,7 +168,7 @@ def main() -> None:
             "baseline_p50_over_ours_p50": round(base["latency_ms"]["p50"]
                                                 / _pct(ours_sub)["p50"], 1)}
         report["command"] = (f"scripts/bench_plates.py --count {args.count} --seed {args.seed}"
-                             f" --threshold {args.threshold}")
+                             f" --threshold {args.threshold} --repeat {args.repeat}")
         print(json.dumps(report, ensure_ascii=False, indent=2))
 
 

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from central.rules.model import (
     AlarmDraft,
@@ -36,6 +36,9 @@ _GROSS_PASSES = ("gross", "one_pass")
 _SEVERITIES = ("critical", "warning", "info")
 # Ticket check results that point to fraud rather than a mistake at the gate.
 _FRAUD_RESULTS = ("bad_signature", "unknown_issuer", "revoked", "used")
+
+
+Source = Literal["central", "gate"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class _Run:
         severity: Severity,
         detail: Mapping[str, Any],
         *,
-        source: str = "central",
+        source: Source = "central",
     ) -> None:
         txn = _str(entry.body, "txn")
         if txn is not None:
@@ -88,11 +91,11 @@ class _Run:
                 dedup_key=key,
                 seq=entry.seq,
                 txn=txn,
-                detail={"source": source, **detail},
+                detail={**detail, "source": source},
             )
         )
 
-    def _pair_null_txn(self, code: str, seq: int, source: str) -> str:
+    def _pair_null_txn(self, code: str, seq: int, source: Source) -> str:
         pending = [p for p in self.state.pending if seq - p.seq <= _PAIR_WINDOW]
         for p in pending:
             if p.code == code and p.source != source:
@@ -100,8 +103,7 @@ class _Run:
                 self.state = replace(self.state, pending=tuple(pending))
                 return p.dedup_key
         key = f"seq:{seq}:{code}"
-        mine = PendingAlarm(code=code, seq=seq, source="gate" if source == "gate" else "central",
-                            dedup_key=key)
+        mine = PendingAlarm(code=code, seq=seq, source=source, dedup_key=key)
         self.state = replace(self.state, pending=(*pending, mine))
         return key
 

@@ -68,6 +68,7 @@ class Txn:
     id: str
     started_ms: int
     plates: list[PlateRead] = field(default_factory=list)
+    plate_times: list[tuple[PlateRead, int]] = field(default_factory=list)
     manual_plate: str | None = None
     qr_text: str | None = None
     ticket: TicketFacts | None = None
@@ -214,6 +215,7 @@ class GateController:
                 queued.append((p, ts))  # the camera already saw this truck: it's the next one
             else:
                 txn.plates.append(p)
+                txn.plate_times.append((p, ts))
         if self.pending_qr and now_ms - self.pending_qr[1] <= PENDING_TICKET_MS:
             txn.qr_text = self.pending_qr[0]
         self.pending_qr = None
@@ -352,13 +354,19 @@ class GateController:
 
     def _blocked_but_stable(self, t: Txn, kg: int, now_ms: int, out: list[Action]) -> None:
         p = self.policy
-        own = t.plate.plate if t.plate else None
-        queued = any(r.plate != own for r, _ in self.last_plates)
+        own = t.plate
+        own_ms = max((ts for r, ts in t.plate_times if own and r.plate == own.plate), default=None)
+        # A different plate read at the entry after ours: someone is right behind us.
+        queued = own_ms is not None and any(
+            r.plate != own.plate and ts >= own_ms for r, ts in self.last_plates
+        )
         regained = t.beams_clear_once and kg - t.clear_weight > p.second_vehicle_kg
-        if self.io.ir_entry and (regained or (queued and own is not None)):
+        if self.io.ir_entry and (regained or queued):
             if "second_vehicle" not in t.flags:
                 t.flags.append("second_vehicle")
             self._alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
+            # No weighing of two trucks at once: hold until one backs off or the operator acts.
+            self.state = HELD
             return
         if t.blocked_since_ms is None:
             t.blocked_since_ms = now_ms
@@ -560,6 +568,13 @@ class GateController:
             if self.weight is not None and self.stab.at_zero(self.weight) and not ev.ir_exit:
                 self._barrier(False, "decision", out)
                 self._finish()
+            elif (t is not None and t.passages and not ev.ir_exit and self.weight is not None
+                  and self.weight >= self.policy.min_vehicle_kg):
+                # Our truck is through; the weight left on the platform is the next truck.
+                self._barrier(False, "decision", out)
+                self._finish()
+                self._begin(now_ms)
+                self.state = ENTERING
         if self.state == IDLE and (ev.ir_entry or ev.ir_exit) and not (old.ir_entry or old.ir_exit):
             pass  # a beam alone does not start a transaction; weight does
 
@@ -581,7 +596,7 @@ class GateController:
             if t is not None:
                 detail["weighed"] = t.weighing is not None
             self._alarm("escape", out, detail, txn=t)
-            if not self.barrier_cmd_up and not self.io.barrier_up:
+            if not self.barrier_cmd_up and self.io.barrier_down:
                 self._alarm("barrier_forced", out, {"feedback": "passage_while_down"}, txn=t)
 
     # ----------------------------------------------------------------- plate / ticket
@@ -598,6 +613,7 @@ class GateController:
                                 if now_ms - ts <= PENDING_TICKET_MS][-9:] + [(ev, now_ms)]
             return
         t.plates.append(ev)
+        t.plate_times.append((ev, now_ms))
         self._try_decide(now_ms, out)
 
     def _on_ticket(self, ev: TicketScan, now_ms: int, out: list[Action]) -> None:

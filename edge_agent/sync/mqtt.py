@@ -10,7 +10,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-__all__ = ["MqttSettings", "MqttConfigError", "make_client"]
+__all__ = [
+    "MQTT_PROTOCOLS", "MqttSettings", "MqttConfigError", "connect_async", "make_client",
+]
+
+# "5" (default): MQTT v5, needed for shared subscriptions ($share/<group>/...) so several
+# ingest workers split the load. "3.1.1": brokers that speak only 3.1.1 (amqtt, the in-process
+# broker of `coalgate demo`); there a single ingest worker subscribes without $share.
+MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 class MqttConfigError(ValueError):
@@ -28,6 +35,18 @@ class MqttSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = 30
+    protocol: str = "5"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in MQTT_PROTOCOLS:
+            raise MqttConfigError(
+                f"MQTT protocol {self.protocol!r} is not supported; use \"5\" or \"3.1.1\""
+            )
+
+    @property
+    def shared_subscriptions(self) -> bool:
+        """Whether ``$share/<group>/…`` subscriptions are available (MQTT v5 only)."""
+        return self.protocol == "5"
 
     @classmethod
     def from_mapping(cls, table: dict[str, Any], *, where: str = "mqtt") -> MqttSettings:
@@ -46,6 +65,12 @@ class MqttSettings:
         port = get("port", int, 1883)
         if not 0 < port < 65536:
             raise MqttConfigError(f"[{where}].port {port} is not a TCP port (1–65535)")
+        protocol = get("protocol", str, "5")
+        if protocol not in MQTT_PROTOCOLS:
+            raise MqttConfigError(
+                f"[{where}].protocol {protocol!r} is not supported; use \"5\" (default, "
+                f"shared subscriptions) or \"3.1.1\" (brokers without MQTT v5, e.g. amqtt)"
+            )
         return cls(
             host=get("host", str, "127.0.0.1"),
             port=port,
@@ -55,14 +80,16 @@ class MqttSettings:
             tls_cert=path("tls_cert"),
             tls_key=path("tls_key"),
             keepalive=get("keepalive", int, 30),
+            protocol=protocol,
         )
 
 
 def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
-    """A paho MQTT v5 client with credentials and TLS applied (not yet connected)."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
+    """A paho client (MQTT v5 or 3.1.1 per ``settings.protocol``) with credentials and TLS
+    applied (not yet connected). Connect with :func:`connect_async`, which passes the
+    protocol-specific session flag."""
+    protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
     if settings.tls_ca is not None:
@@ -76,3 +103,15 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
     client.max_inflight_messages_set(100)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     return client
+
+
+def connect_async(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Start connecting with a fresh session: ``clean_start`` on v5, ``clean_session`` before.
+
+    paho refuses ``clean_start`` on a 3.1.1 client (the session flag is set in the
+    constructor there), so callers go through this one place.
+    """
+    if settings.protocol == "5":
+        client.connect_async(settings.host, settings.port, settings.keepalive, clean_start=True)
+    else:
+        client.connect_async(settings.host, settings.port, settings.keepalive)

@@ -98,7 +98,7 @@ class Gate:
                                "policy": {"ticket_required": ticket_required}})
 
     def truck(self, plate: str, *, tare: int = 15000, gross: int = 48000, axles: int = 6,
-              limit: int = 49000, ticket: str | None = "", coal_type: str = "块煤",
+              limit: int = 49000, ticket: str | None = "", coal_type: str | None = "块煤",
               released: bool = True) -> str:
         """A two-pass truck: tare in, gross out, barrier, exit passage. ``ticket``: "" for a
         fresh ticket id of its own, None for no ticket, or a given id (to reuse one)."""
@@ -108,7 +108,9 @@ class Gate:
         common = {"txn": txn, "plate": plate, "plate_conf_pm": 960, "plate_source": "anpr",
                   "axles": axles, "tare_source": "measured", "ticket_id": ticket,
                   "limit_kg": limit, "reasons": [], "stable_ms": 3000,
-                  "snapshot_sha256": None, "coal_type": coal_type}
+                  "snapshot_sha256": None}
+        if coal_type is not None:
+            common["coal_type"] = coal_type
         tare_seq = self.append("weighing", {**common, "pass": "tare", "weight_kg": tare,
                                             "gross_kg": None, "tare_kg": tare, "net_kg": None,
                                             "tare_seq": None, "decision": "release"})

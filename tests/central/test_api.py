@@ -332,3 +332,30 @@ def test_projection_is_idempotent(world: World):
     after = get(world, "/alarms", limit=1000).json()
     assert len(after) == len(before)
     assert len(get(world, "/weighings", site="site-a", limit=1000).json()["items"]) == 8
+
+
+def test_weighings_are_reconciled_with_issued_tickets(world: World):
+    """The projection hook also runs the e-ticket reconciliation: the coal type comes from the
+    ticket when the gate did not write one, and a second use of a ticket is alarmed."""
+    signer = SignerKey.generate("企业甲")
+    with psycopg.connect(world.url) as conn:
+        conn.execute(
+            "INSERT INTO ticket_issuer_keys (kid, enterprise, verifier_key, signer_key,"
+            " not_before) VALUES (%s, '企业甲', %s, %s, now() - interval '1 day')",
+            (signer.key_id.hex(), signer.verifier.to_text(), signer.to_text()),
+        )
+        conn.execute(
+            "INSERT INTO tickets (id, enterprise, site, plate, buyer, destination, coal_type,"
+            " planned_net_kg, quota_period, valid_from, valid_to, issued_at, kid, qr,"
+            " page_token, issued_by) VALUES ('MT-1', '企业甲', 'site-a', '陕K30001', 'b', 'd',"
+            " '洗精煤', 33000, to_char(now(), 'YYYY-MM'), now() - interval '1 hour',"
+            " now() + interval '1 day', now(), %s, 'CT1:x', 'page-1', 'test')",
+            (signer.key_id.hex(),),
+        )
+    first = world.a.truck("陕K30001", ticket="MT-1", coal_type=None)
+    again = world.a.truck("陕K30001", ticket="MT-1", coal_type=None)
+    world.a.push(world.ingestor)
+    gross = get(world, "/weighings", ticket_id="MT-1", **{"pass": "gross"}).json()["items"]
+    assert {w["txn"]: w["coal_type"] for w in gross} == {first: "洗精煤", again: "洗精煤"}
+    reused = get(world, "/alarms", code="ticket_reused").json()
+    assert [r["txn"] for r in reused] == [again]

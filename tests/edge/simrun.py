@@ -212,9 +212,9 @@ port = {port}
         typed reason — except an overloaded one, which the gate refuses to release."""
         st = httpx.get(self.console + "/api/state", timeout=2).json()
         d = st.get("decision") or {}
-        if st["state"] != "held" or d.get("txn") != st["txn"] or st["txn"] in self.overridden:
+        if st["state"] != "held" or st["txn"] in self.overridden:
             return
-        if "overload" in d.get("reasons", []):
+        if d.get("txn") == st["txn"] and "overload" in d.get("reasons", []):
             return
         self.overridden.add(st["txn"])
         r = httpx.post(self.console + "/api/override", json={

@@ -455,3 +455,24 @@ def test_tailgater_blocking_the_entry_beam_is_a_second_vehicle() -> None:
     g.hold(38000, 8000)
     assert "second_vehicle" in g.alarms() and "not_fully_on_platform" not in g.alarms()
     assert not g.barrier_up
+
+
+def test_operator_lets_the_first_of_two_trucks_go_and_the_second_is_weighed() -> None:
+    g = Gate()
+    g.drive_on(30000, PLATE)
+    g.send(PlateRead("蒙A40004", 950, axles=3))
+    g.set_io(ir_entry=True)
+    g.ramp(30000, 54000, 1000)
+    g.hold(54000, 3000)
+    assert g.ctrl.state == "held" and "second_vehicle" in g.alarms()
+    g.send(Operator("manual_barrier_up", "张三", "前车放行，后车重新过磅"))
+    g.set_io(ir_exit=True)
+    g.ramp(54000, 39000, 1000)
+    g.set_io(loop_exit=True)
+    g.ramp(39000, 24000, 1000)
+    g.set_io(ir_exit=False, ir_entry=False)
+    g.set_io(loop_exit=False)
+    assert g.ctrl.state == "entering" and g.bodies("barrier")[-1]["action"] == "down"
+    g.hold(24000, 3000)
+    w = g.bodies("weighing")
+    assert [x["plate"] for x in w] == ["蒙A40004"] and w[0]["weight_kg"] == 24000

@@ -108,7 +108,7 @@ async def stream(
         finally:
             broadcaster.unsubscribe(wake)
 
-    return EventSourceResponse(events(), ping=int(ping))
+    return EventSourceResponse(events(), ping=max(1, round(ping)))
 
 
 @router.get("/{alarm_id}", response_model=AlarmOut, responses={404: {"model": ErrorOut}})
