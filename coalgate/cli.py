@@ -23,6 +23,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "ticket": ("ledger.ticket_cli", "Electronic coal tickets: issue, verify, render QR"),
     "sim": ("firmware_sim.cli", "Simulated weighbridge, gate IO, camera and trucks"),
     "edge": ("edge_agent.cli", "The gate agent: check a site config, run the gate"),
+    "demo": ("coalgate.demo", "Run the whole system on one machine"),
 }
 
 

@@ -59,7 +59,8 @@ class Log:
 
     def __call__(self, msg: str, level: str = "info", **fields: Any) -> None:
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        ms = int(now * 1000) % 1000
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
         rec = {"ts": stamp, "level": level, "msg": msg, **fields}
         self.out.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
         self.out.flush()

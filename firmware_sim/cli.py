@@ -60,6 +60,11 @@ def run(
         str | None,
         typer.Option("--anpr-push", help="POST each plate the camera sees to this URL (ANPR)."),
     ] = None,
+    repeat: Annotated[
+        bool,
+        typer.Option("--repeat", help="Continuous traffic: when the scenario's trucks have all "
+                     "left, send them again (until Ctrl-C; ignored with end_after_s)."),
+    ] = False,
 ) -> None:
     """Start the simulated site and run a scenario until it ends or Ctrl-C.
 
@@ -88,6 +93,7 @@ def run(
         endpoints_out=endpoints_out,
         camera=camera,
         anpr_push_url=anpr_push,
+        repeat=repeat,
     )
     try:
         asyncio.run(_run(sim))

@@ -66,6 +66,7 @@ class Simulator:
         endpoints_out: Path | None = None,
         camera: bool = True,
         anpr_push_url: str | None = None,
+        repeat: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -80,6 +81,9 @@ class Simulator:
         self.endpoints_out = endpoints_out
         self._want_camera = camera
         self._anpr_push_url = anpr_push_url
+        # Continuous traffic: when every truck has gone, the scenario's trucks come again.
+        self.repeat = repeat
+        self.round = 1
         self.camera: _Camera | None = None
         self._shown_plate: str | None = None
         self.continuous: list[ContinuousIndicator] = []
@@ -206,8 +210,14 @@ class Simulator:
                     indicator.send(reading, self.site.scale.spec)
                 next_frame = max(next_frame + frame_every, now)
             if self._ended(self.sim_time()):
-                self._emit(Event(self.site.t, "end", {}))
-                break
+                if self.repeat and self.scenario.scenario.end_after_s is None:
+                    self.round += 1
+                    self.site.repeat_traffic()
+                    self._emit(Event(self.site.t, "event", {"event": "repeat",
+                                                            "round": self.round}))
+                else:
+                    self._emit(Event(self.site.t, "end", {}))
+                    break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
 

@@ -241,6 +241,19 @@ class Site:
             return None
         return min(trucks, key=lambda v: v.front_x).shown_plate
 
+    def repeat_traffic(self) -> int:
+        """Send every scenario truck again, arriving ``arrive_s`` after now (continuous runs).
+
+        Finished visits are dropped first so a long run does not grow without bound.
+        Returns how many visits were scheduled.
+        """
+        self.visits = [v for v in self.visits if v.state != "gone"]
+        for truck in self.scenario.truck:
+            first_pass = "tare" if truck.passes == "two" else "gross"
+            self.visits.append(self._make_visit(truck, first_pass, self.t + truck.arrive_s))
+        self.visits.sort(key=lambda v: v.arrive_t)
+        return len(self.scenario.truck)
+
     @property
     def finished(self) -> bool:
         return all(v.state == "gone" for v in self.visits)

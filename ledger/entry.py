@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import rfc8785
-
-from ledger.errors import ChainError, EntryError, SignatureError
+from ledger.canonical import MAX_SAFE_INT, canonical_json
+from ledger.errors import ChainError, EntryError, LedgerError, SignatureError
 from ledger.keys import SignerKey, VerifierKey
 
 __all__ = [
@@ -40,8 +39,6 @@ __all__ = [
 
 ZERO_HASH = bytes(32)
 ENTRY_VERSION = 1
-# I-JSON (RFC 7493) / JCS: integers beyond 2^53 cannot round-trip through other JSON readers.
-MAX_SAFE_INT = 2**53 - 1
 _FIELDS = ("body", "kind", "prev", "seq", "site", "ts", "v")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -136,7 +133,11 @@ def _unb64(text: Any, what: str) -> bytes:
 
 @dataclass(frozen=True)
 class Entry:
-    """One ledger event. Construction validates every field."""
+    """One ledger event. Construction validates every field.
+
+    Like every frozen value here, an Entry must not be changed afterwards — that includes its
+    ``body`` dict: the canonical leaf is computed once, when first asked for, and kept.
+    """
 
     site: str
     seq: int
@@ -145,6 +146,7 @@ class Entry:
     body: dict[str, Any]
     prev: bytes
     v: int = ENTRY_VERSION
+    _leaf: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.v != ENTRY_VERSION or isinstance(self.v, bool):
@@ -184,10 +186,14 @@ class Entry:
 
     def leaf_bytes(self) -> bytes:
         """RFC 8785 canonical JSON of the entry — the exact bytes that are hashed and signed."""
+        if self._leaf is not None:
+            return self._leaf
         try:
-            return rfc8785.dumps(self.to_json_obj())
-        except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+            leaf = canonical_json(self.to_json_obj())
+        except EntryError as exc:  # e.g. a lone surrogate, which check_body lets through
             raise EntryError(f"seq {self.seq}: cannot canonicalise entry: {exc}") from None
+        object.__setattr__(self, "_leaf", leaf)
+        return leaf
 
     def entry_hash(self) -> bytes:
         return hashlib.sha256(_LEAF_PREFIX + self.leaf_bytes()).digest()
@@ -199,22 +205,36 @@ class Entry:
             text = leaf.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise EntryError(f"leaf is not UTF-8 (byte {exc.start})") from None
+        # Parsed without a duplicate-key hook (a Python call per object, on the ingest hot path):
+        # a duplicate collapses in the dict, so the canonical bytes of what was parsed cannot
+        # equal the leaf and it is refused below. On any refusal the leaf is parsed again
+        # strictly, so a duplicate key is reported as such and before anything else, as ever.
+        entry: Entry | None = None
+        problem: LedgerError | None = None
         try:
-            obj = json.loads(
-                text,
-                object_pairs_hook=_no_duplicates,
-                parse_float=_no_float,
-                parse_constant=_no_constant,
-            )
-        except json.JSONDecodeError as exc:
-            raise EntryError(f"leaf is not JSON: {exc.msg} at column {exc.colno}") from None
+            entry = cls._from_obj(_loads_leaf(text, strict=False))
+            if entry.leaf_bytes() == leaf:
+                return entry
+        except LedgerError as exc:
+            problem = exc
+        _loads_leaf(text, strict=True)
+        if problem is not None:
+            raise problem
+        assert entry is not None
+        raise EntryError(
+            f"seq {entry.seq}: leaf is not in RFC 8785 canonical form "
+            "(re-serialising gives different bytes)"
+        )
+
+    @classmethod
+    def _from_obj(cls, obj: Any) -> Entry:
         if not isinstance(obj, dict):
             raise EntryError("leaf is not a JSON object")
         if tuple(sorted(obj)) != _FIELDS:
             missing = sorted(set(_FIELDS) - set(obj))
             extra = sorted(set(obj) - set(_FIELDS))
             raise EntryError(f"leaf fields wrong: missing {missing}, unexpected {extra}")
-        entry = cls(
+        return cls(
             v=obj["v"],
             site=obj["site"],
             seq=obj["seq"],
@@ -223,12 +243,21 @@ class Entry:
             body=obj["body"],
             prev=_unb64(obj["prev"], "prev"),
         )
-        if entry.leaf_bytes() != leaf:
-            raise EntryError(
-                f"seq {entry.seq}: leaf is not in RFC 8785 canonical form "
-                "(re-serialising gives different bytes)"
-            )
-        return entry
+
+
+def _loads_leaf(text: str, *, strict: bool) -> Any:
+    """Parse leaf text; floats and NaN/Infinity are always refused, duplicates when strict."""
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates if strict else None,
+            parse_float=_no_float,
+            parse_constant=_no_constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise EntryError(f"leaf is not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise EntryError("leaf is nested too deeply to be an entry") from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

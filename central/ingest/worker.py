@@ -32,7 +32,7 @@ from central.ingest import store
 from central.ingest.core import AlarmDraft, SiteView, VerifiedEntry, check_batch
 from central.ingest.settings import IngestSettings
 from central.witness import SignerKey, load_or_create_witness_key, witness_checkpoint
-from edge_agent.sync.mqtt import make_client
+from edge_agent.sync.mqtt import connect_async, make_client
 from edge_agent.sync.protocol import (
     TOPIC_ROOT,
     Ack,
@@ -294,7 +294,16 @@ def _load_projector() -> Projector | None:
 # -- MQTT ------------------------------------------------------------------------------------
 
 
-def subscriptions(group: str) -> list[tuple[str, int]]:
+def subscriptions(group: str, *, shared_subscriptions: bool = True) -> list[tuple[str, int]]:
+    """The worker's subscriptions; without MQTT v5 (``shared_subscriptions=False``) plain ones.
+
+    Without ``$share`` every worker receives every message, so a 3.1.1 broker (the demo's
+    in-process amqtt) is meant for one worker. Two would still be correct — the site row lock
+    and (site, seq) idempotency make the second one a duplicate — but do the work twice.
+    """
+    if not shared_subscriptions:
+        plain = f"{TOPIC_ROOT}/+"
+        return [(f"{plain}/ledger", 1), (f"{plain}/checkpoint", 1), (f"{plain}/status", 1)]
     shared = f"$share/{group}/{TOPIC_ROOT}/+"
     # Retained status messages are never delivered on shared subscriptions (MQTT 5 §4.8.2),
     # so every worker subscribes to status directly; applying one twice is harmless.
@@ -323,7 +332,8 @@ def run_ingest(
             log.error("MQTT connect to %s:%s refused: %s", settings.mqtt.host,
                       settings.mqtt.port, reason)
             return
-        c.subscribe(subscriptions(settings.share_group))
+        c.subscribe(subscriptions(settings.share_group,
+                                  shared_subscriptions=settings.mqtt.shared_subscriptions))
         log.info("ingest worker %s connected and subscribed", client_id)
         if ready is not None:
             ready.set()
@@ -347,8 +357,7 @@ def run_ingest(
 
     client.on_connect = on_connect
     client.on_message = on_message
-    client.connect_async(settings.mqtt.host, settings.mqtt.port, settings.mqtt.keepalive,
-                         clean_start=True)
+    connect_async(client, settings.mqtt)
     client.loop_start()
     try:
         stop.wait()

@@ -54,7 +54,7 @@ Viewer = Annotated[Principal, Depends(require_roles("admin", "bureau", "enterpri
 
 def _http(exc: CentralTicketError) -> HTTPException:
     code = {
-        TicketInputError: status.HTTP_422_UNPROCESSABLE_ENTITY,
+        TicketInputError: 422,
         TicketNotFoundError: status.HTTP_404_NOT_FOUND,
         IssuerKeyNotFoundError: status.HTTP_404_NOT_FOUND,
         TicketStateError: status.HTTP_409_CONFLICT,
@@ -77,7 +77,7 @@ def _own_enterprise(user: Principal, asked: str | None) -> str:
                                 f"this token acts for enterprise {user.enterprise!r} only")
         return user.enterprise
     if asked is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             "name the enterprise (field 'enterprise') the ticket is issued for")
     return asked
 
@@ -151,7 +151,8 @@ def issue_ticket(body: IssueIn, request: Request, conn: Conn, user: Issuer,
     )
     try:
         rec = service.issue(conn, req, who=user.name, now=now,
-                            default_validity=settings.default_validity)
+                            default_validity=settings.default_validity,
+                            max_validity_days=settings.max_validity_days)
     except CentralTicketError as exc:
         raise _http(exc) from None
     return _out(rec, settings, request, now)
@@ -200,7 +201,8 @@ def create_key(body: IssuerKeyIn, conn: Conn, user: Bureau,
     (tickets it signed stay valid until they expire). Publishes a new trust list."""
     try:
         row = issuers.create_issuer_key(conn, body.enterprise, settings.root_key,
-                                        now=settings.now())
+                                        now=settings.now(),
+                                        max_validity_days=settings.max_validity_days)
     except CentralTicketError as exc:
         raise _http(exc) from None
     return row.to_json()
@@ -210,7 +212,8 @@ def create_key(body: IssuerKeyIn, conn: Conn, user: Bureau,
 def remove_key(kid: str, conn: Conn, user: Bureau, settings: TicketSettingsDep) -> dict[str, Any]:
     """Drops the key from the trust list: every ticket it signed fails at the gates."""
     try:
-        row = issuers.remove_issuer_key(conn, kid, settings.root_key, now=settings.now())
+        row = issuers.remove_issuer_key(conn, kid, settings.root_key, now=settings.now(),
+                                        max_validity_days=settings.max_validity_days)
     except CentralTicketError as exc:
         raise _http(exc) from None
     return row.to_json()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -86,7 +86,8 @@ def list_issuer_keys(
 
 
 def create_issuer_key(
-    conn: psycopg.Connection[Any], enterprise: str, root: SignerKey | None, *, now: datetime
+    conn: psycopg.Connection[Any], enterprise: str, root: SignerKey | None, *, now: datetime,
+    max_validity_days: int = 31,
 ) -> IssuerKeyRow:
     """A new issuer key for ``enterprise``, covering tickets issued from ``now``; its current
     key (if any) is retired at ``now``. Publishes the new trust list."""
@@ -94,26 +95,35 @@ def create_issuer_key(
     if root is None:
         raise _no_root()
     signer = SignerKey.generate(enterprise)
+    now = now.astimezone(UTC).replace(microsecond=0)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ticket_issuer_keys'))")
+        row = conn.execute(
+            "SELECT max(not_before) FROM ticket_issuer_keys WHERE enterprise = %s"
+            " AND removed_at IS NULL", (enterprise,)).fetchone()
+        # Whole seconds (ticket iat); a second rotation within the same second waits for the
+        # next one, so exactly one key covers any issue time.
+        start = now if row is None or row[0] is None or row[0] < now else (
+            row[0] + timedelta(seconds=1))
         conn.execute(
             "UPDATE ticket_issuer_keys SET not_after = %s WHERE enterprise = %s"
-            " AND removed_at IS NULL AND not_before < %s"
-            " AND (not_after IS NULL OR not_after > %s)",
-            (now, enterprise, now, now),
+            " AND removed_at IS NULL AND (not_after IS NULL OR not_after > %s)",
+            (start, enterprise, start),
         )
         conn.execute(
             "INSERT INTO ticket_issuer_keys (kid, enterprise, verifier_key, signer_key,"
             " not_before) VALUES (%s, %s, %s, %s, %s)",
-            (signer.key_id.hex(), enterprise, signer.verifier.to_text(), signer.to_text(), now),
+            (signer.key_id.hex(), enterprise, signer.verifier.to_text(), signer.to_text(),
+             start),
         )
-        publish_trust_list(conn, root, now=now)
-    return IssuerKeyRow(signer.key_id.hex(), enterprise, signer.verifier.to_text(), now,
+        publish_trust_list(conn, root, now=now, max_validity_days=max_validity_days)
+    return IssuerKeyRow(signer.key_id.hex(), enterprise, signer.verifier.to_text(), start,
                         None, None)
 
 
 def remove_issuer_key(
-    conn: psycopg.Connection[Any], kid: str, root: SignerKey | None, *, now: datetime
+    conn: psycopg.Connection[Any], kid: str, root: SignerKey | None, *, now: datetime,
+    max_validity_days: int = 31,
 ) -> IssuerKeyRow:
     """Take a (compromised) key out of the trust list: its tickets become unknown_issuer."""
     if root is None:
@@ -129,7 +139,7 @@ def remove_issuer_key(
             raise IssuerKeyNotFoundError(
                 f"no issuer key with id {kid!r}; list them with GET /api/v1/tickets/issuer-keys"
             )
-        publish_trust_list(conn, root, now=now)
+        publish_trust_list(conn, root, now=now, max_validity_days=max_validity_days)
     return IssuerKeyRow(*row)
 
 

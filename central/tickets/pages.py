@@ -32,7 +32,7 @@ from central.auth import Principal
 from central.tickets.api import TicketSettingsDep
 from central.tickets.errors import TicketNotFoundError
 from central.tickets.service import TicketRecord, TicketUseRow, get_by_page_token
-from ledger.checkpoint import open_checkpoint
+from ledger.checkpoint import open_checkpoint, verify_cosignature
 from ledger.errors import LedgerError
 from ledger.keys import VerifierKey
 from ledger.merkle import verify_inclusion
@@ -88,7 +88,7 @@ border-collapse:collapse;background:#fff;margin:.6rem 0}th,td{padding:.45rem .5r
 .big{font-size:1.5rem;font-weight:bold}.links a{margin-right:1rem}.slip{border:2px solid #1a7f37;
 border-radius:8px;background:#fff;padding:8px;margin:1rem 0}.slip .qr svg{width:min(60vw,260px)}
 .warn{background:#fee4e2;color:#b42318;padding:.5rem;border-radius:6px}.lang{float:right}
-.mono{font-family:monospace;font-size:.75rem;word-break:break-all}
+.mono{font-family:monospace;font-size:.75rem;word-break:break-all;white-space:pre-wrap}
 """
 
 
@@ -128,7 +128,7 @@ def _slip(conn: Any, base: str, use: TicketUseRow, t: dict[str, str], reused: bo
     url = slip_url(base, use.site, use.seq, bytes(row[0])) if row else ""
     qr = ""
     if url:
-        svg = make_qr(url, max_version=None).svg_inline(scale=4, border=2)
+        svg = make_qr(url, max_version=None).svg_inline(scale=4, border=2, omitsize=True)
         qr = (f'<div class="qr"><a href="{html.escape(url)}">{svg}</a>'
               f'<p><a href="{html.escape(url)}">{t["check"]}</a></p></div>')
     rows = [(t["gross"], _kg(use.gross_kg)), (t["tare"], _kg(use.tare_kg)),
@@ -149,7 +149,7 @@ def _driver_html(conn: Any, rec: TicketRecord, now: datetime, base: str, lang: s
     e = html.escape
     state = rec.state(now)
     label = t["valid_state"] if state == "valid" else t[state]
-    svg = make_qr(rec.qr).svg_inline(scale=6, border=4)
+    svg = make_qr(rec.qr).svg_inline(scale=6, border=4, omitsize=True)
     site = conn.execute("SELECT name FROM sites WHERE id = %s", (rec.site,)).fetchone()
     site_name = f"{site[0]} ({rec.site})" if site else rec.site
     rows = [
@@ -219,7 +219,7 @@ def resolve_slip_code(request: Request, q: str) -> RedirectResponse:
 
 
 @pages_router.get("/v/{site}/{seq}/{entry_hash}")
-def check_slip(site: str, seq: int, entry_hash: str, conn: Conn,
+def check_slip(site: str, seq: int, entry_hash: str, conn: Conn, settings: TicketSettingsDep,
                format: str = "html", lang: str | None = None) -> Response:
     """Resolve a slip's code to its ledger entry and inclusion proof, and check both."""
     lang = _lang(lang)
@@ -235,7 +235,7 @@ def check_slip(site: str, seq: int, entry_hash: str, conn: Conn,
             "no stored ledger entry matches this slip (site, seq and hash); the slip was "
             "altered, forged, or the gate has not uploaded it yet")
     proof = entry_proof(site, seq, conn, _PUBLIC)  # 409 until a cosigned checkpoint covers it
-    checks = _check_proof(proof.model_dump())
+    checks = _check_proof(proof.model_dump(), settings.witness)
     if format == "json":
         return JSONResponse({"proof": proof.model_dump(), "checks": checks,
                              "verified": all(ok for ok, _ in checks.values())})
@@ -243,22 +243,33 @@ def check_slip(site: str, seq: int, entry_hash: str, conn: Conn,
 
     body_json = _json.loads(proof.leaf).get("body", {})
     ok = all(v for v, _ in checks.values())
-    verdict = ("✅ 验证通过 / verified" if ok else "❌ 验证失败 / verification FAILED")
+    verdict = (f'<span class="badge {"valid" if ok else "voided"}">'
+               f'{"验证通过 / verified" if ok else "验证失败 / verification FAILED"}</span>')
     items = "".join(f"<li>{'✔' if v else '✘'} {html.escape(msg)}</li>"
                     for v, msg in checks.values())
     fields = [("gross_kg", "毛重 Gross"), ("tare_kg", "皮重 Tare"), ("net_kg", "净重 Net"),
               ("axles", "轴数 Axles"), ("plate", "车牌 Plate"), ("ticket_id", "煤票 Ticket"),
               ("txn", "磅单号 Txn")]
-    trs = "".join(f"<tr><th>{label}</th><td>{html.escape(str(body_json.get(k, '—')))}</td></tr>"
-                  for k, label in fields)
+
+    def cell(key: str) -> str:
+        value = body_json.get(key)
+        if key.endswith("_kg") and isinstance(value, int):
+            return _kg(value)
+        return html.escape("—" if value is None else str(value))
+
+    trs = "".join(f"<tr><th>{label}</th><td>{cell(k)}</td></tr>" for k, label in fields)
+    when = html.escape(str(_json.loads(proof.leaf).get("ts", "")))
     page = (f"<h1>磅单验证 / Slip check</h1><p class='big' id='verdict'>{verdict}</p>"
-            f"<p>{html.escape(site)} · seq {seq}</p><table>{trs}</table><ul>{items}</ul>"
+            f"<p>{html.escape(site)} · seq {seq} · {when}</p>"
+            f"<table>{trs}</table><ul>{items}</ul>"
             f"<p><a href='?format=json'>proof (JSON)</a></p>"
-            f"<p class='mono'>{html.escape(proof.checkpoint)}</p>")
+            f"<pre class='mono'>{html.escape(proof.checkpoint)}</pre>")
     return _page("磅单验证", page, lang)
 
 
-def _check_proof(p: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+def _check_proof(
+    p: dict[str, Any], witness: VerifierKey | None
+) -> dict[str, tuple[bool, str]]:
     """Re-check what the proof claims, independently of how the central stored it."""
     out: dict[str, tuple[bool, str]] = {}
     leaf = p["leaf"].encode("utf-8")
@@ -286,7 +297,15 @@ def _check_proof(p: dict[str, Any]) -> dict[str, tuple[bool, str]]:
             cp_ok = cp.size == p["tree_size"] and cp.root_hash == base64.b64decode(p["root_hash"])
         except LedgerError:
             cp_ok = False
-    out["checkpoint"] = (cp_ok, "root matches the site-signed, witness-cosigned checkpoint")
+    out["checkpoint"] = (cp_ok, "root and size match the checkpoint signed by the site")
+    if witness is not None:
+        try:
+            verify_cosignature(p["checkpoint"], witness)
+            cosigned = True
+        except LedgerError:
+            cosigned = False
+        out["witness"] = (cosigned, f"checkpoint cosigned by the witness {witness.name} / "
+                                    "中心见证签名有效")
     return out
 
 

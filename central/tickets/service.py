@@ -50,6 +50,9 @@ __all__ = [
     "quota_overview",
 ]
 
+# Alphanumeric capacity of a version-12 QR code at level Q (docs/tickets.md §5). base45 is
+# all alphanumeric, so a length check is exact and 1000× cheaper than building the code.
+_QR_V12_Q_CHARS = 296
 PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
@@ -286,6 +289,7 @@ def issue(
     who: str,
     now: datetime,
     default_validity: timedelta = timedelta(hours=48),
+    max_validity_days: int = 31,
 ) -> TicketRecord:
     """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota."""
     check_enterprise_id(req.enterprise)
@@ -300,6 +304,12 @@ def issue(
     valid_to = (req.valid_to or valid_from + default_validity).astimezone(UTC)
     period = req.quota_period or default_quota_period(now)
     check_period(period)
+    if valid_to - now > timedelta(days=max_validity_days):
+        raise TicketInputError(
+            f"valid_to {format_time(valid_to)} is more than {max_validity_days} days after "
+            "issue; gates refuse such long-lived tickets (trust list max-validity-days). "
+            "Issue a ticket per trip with a shorter validity"
+        )
     with conn.transaction():
         lock_quota(conn, req.enterprise, period)
         quota = quota_status(conn, req.enterprise, period, now=now)
@@ -326,7 +336,8 @@ def issue(
                 valid_to=valid_to, issued_at=now,
             )
             text = issue_ticket(ticket, signer)
-            make_qr(text)  # refuses a ticket too large for a comfortably scannable code
+            if len(text) > _QR_V12_Q_CHARS:
+                make_qr(text)  # raises, naming the version needed and what to shorten
         except TicketFormatError as exc:
             raise TicketInputError(str(exc)) from None
         token = secrets.token_urlsafe(18)

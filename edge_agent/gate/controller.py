@@ -88,6 +88,8 @@ class Txn:
     released: bool = False
     overridden: bool = False  # released by an operator: they answer for what follows
     passages: int = 0
+    exit_seen: bool = False  # the exit beam was blocked while this truck was on the platform
+    exit_cleared: bool = False  # released truck's rear has cleared the exit beam
     voided: bool = False
 
     @property
@@ -357,7 +359,7 @@ class GateController:
         own = t.plate
         own_ms = max((ts for r, ts in t.plate_times if own and r.plate == own.plate), default=None)
         # A different plate read at the entry after ours: someone is right behind us.
-        queued = own_ms is not None and any(
+        queued = own is not None and own_ms is not None and any(
             r.plate != own.plate and ts >= own_ms for r, ts in self.last_plates
         )
         regained = t.beams_clear_once and kg - t.clear_weight > p.second_vehicle_kg
@@ -373,11 +375,25 @@ class GateController:
         elif now_ms - t.blocked_since_ms >= p.beam_grace_ms:
             beams = [b for b, on in (("entry", self.io.ir_entry), ("exit", self.io.ir_exit)) if on]
             self._alarm("not_fully_on_platform", out, {"weight_kg": kg, "beams_blocked": beams})
+            if "not_fully_on_platform" not in t.flags:
+                t.flags.append("not_fully_on_platform")
+            self.state = HELD  # no weighing; the truck must pull fully on, or the operator acts
 
     def _watch_standing(self, t: Txn, w: int, now_ms: int, out: list[Action]) -> None:
         """After a stable reading the truck stands still: any large change is suspicious."""
         p = self.policy
+        beams_clear = not self.io.ir_entry and not self.io.ir_exit
+        if self.state == HELD and self.stab.at_zero(w) and not self.io.ir_entry:
+            self._abandon(now_ms, out)
+            return
         if t.stable_kg is None:
+            if self.state == HELD and t.weighing is None and beams_clear and set(t.flags) <= {
+                "not_fully_on_platform"
+            }:
+                self.state = ON_PLATFORM  # pulled fully on after all: weigh it now
+                t.on_platform_ms = now_ms
+                t.beams_clear_once = True
+                self.stab.reset()
             return
         leaving = self.state == RELEASED and (self.io.ir_exit or self.io.loop_exit)
         if leaving or (self.state == RELEASED and t.overridden):
@@ -390,8 +406,6 @@ class GateController:
             if self.state == HELD and self.stab.at_zero(w):
                 return  # the held truck backed off; handled by the platform-empty check
             self._hold_late("weight_jump", {"weight_kg": w, "stable_kg": t.stable_kg}, now_ms, out)
-        if self.state == HELD and self.stab.at_zero(w) and not self.io.ir_entry:
-            self._finish()
 
     def _hold_late(
         self, code: str, detail: dict[str, Any], now_ms: int, out: list[Action]
@@ -411,7 +425,11 @@ class GateController:
             self.state = HELD
 
     def _abandon(self, now_ms: int, out: list[Action]) -> None:
-        """The truck backed off before it was weighed: nothing to record unless it alarmed."""
+        """The platform is empty again before a decision. Out through the exit (the exit loop
+        held by a vehicle right ahead, so no new loop edge) is an escape; backing off is not."""
+        t = self.txn
+        if t is not None and t.exit_seen and not t.passages and self.io.loop_exit:
+            self._passage(now_ms, out, how="exit_beam")
         self._finish()
 
     # ----------------------------------------------------------------- identify + decide
@@ -560,6 +578,21 @@ class GateController:
         ):
             t.beams_clear_once = True
             t.clear_weight = self.weight
+        if t is not None and ev.ir_exit and not old.ir_exit:
+            if self.state == LEAVING and t.exit_cleared and self._occupied():
+                # Our truck is off the platform, yet another vehicle is crossing the exit
+                # beam on the same release: a tailgater (跟车). Close the barrier on it.
+                self._barrier(False, "decision", out)
+                self._finish()
+                follower = self._begin(now_ms)
+                follower.exit_seen = True
+                self.state = ENTERING
+                self._alarm("second_vehicle", out, {"following": t.id, "weight_kg": self.weight})
+                t = follower
+            else:
+                t.exit_seen = True
+        if t is not None and self.state == LEAVING and old.ir_exit and not ev.ir_exit:
+            t.exit_cleared = True
         if ev.loop_exit and not old.loop_exit:
             self._passage(now_ms, out)
         if self.state == RELEASED and (ev.ir_exit or ev.loop_exit):
@@ -581,18 +614,21 @@ class GateController:
     def _ref_txn(self) -> Txn | None:
         return self.txn or self.last_txn
 
-    def _passage(self, now_ms: int, out: list[Action]) -> None:
-        t = self.txn if self.txn is not None else None
-        if t is None and self.last_txn is not None and self.last_txn.released:
-            # Barrier already down for the last truck: this is someone following it out.
-            t = None
+    def _occupied(self) -> bool:
+        return self.weight is not None and self.weight >= self.policy.min_vehicle_kg
+
+    def _passage(self, now_ms: int, out: list[Action], how: str = "exit_loop") -> None:
+        t = self.txn
+        if t is not None and t.passages and how != "exit_loop":
+            return  # already counted by the loop
         released = bool(t and t.released and t.passages == 0)
         if t is not None:
             t.passages += 1
         out.append(Record("passage", {"txn": t.id if t else None, "direction": "exit",
                                       "released": released}))
         if not released:
-            detail: dict[str, Any] = {"state": self.state, "barrier_cmd_up": self.barrier_cmd_up}
+            detail: dict[str, Any] = {"state": self.state, "barrier_cmd_up": self.barrier_cmd_up,
+                                      "seen_by": how}
             if t is not None:
                 detail["weighed"] = t.weighing is not None
             self._alarm("escape", out, detail, txn=t)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 __all__ = [
-    "MQTT_PROTOCOLS", "MqttSettings", "MqttConfigError", "connect_async", "make_client",
+    "MQTT_PROTOCOLS",
+    "PROTOCOL_ENV",
+    "MqttConfigError",
+    "MqttSettings",
+    "connect_async",
+    "make_client",
 ]
 
 # "5" (default): MQTT v5, needed for shared subscriptions ($share/<group>/...) so several
 # ingest workers split the load. "3.1.1": brokers that speak only 3.1.1 (amqtt, the in-process
 # broker of `coalgate demo`); there a single ingest worker subscribes without $share.
 MQTT_PROTOCOLS = ("5", "3.1.1")
+# Process-wide default for settings that do not name a protocol (e.g. a site config written
+# before `[mqtt] protocol` existed); `coalgate demo` sets it for the gates it starts.
+PROTOCOL_ENV = "COALGATE_MQTT_PROTOCOL"
+
+
+def _default_protocol() -> str:
+    return os.environ.get(PROTOCOL_ENV) or "5"
 
 
 class MqttConfigError(ValueError):
@@ -35,7 +48,7 @@ class MqttSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = 30
-    protocol: str = "5"
+    protocol: str = field(default_factory=_default_protocol)
 
     def __post_init__(self) -> None:
         if self.protocol not in MQTT_PROTOCOLS:
@@ -65,7 +78,7 @@ class MqttSettings:
         port = get("port", int, 1883)
         if not 0 < port < 65536:
             raise MqttConfigError(f"[{where}].port {port} is not a TCP port (1–65535)")
-        protocol = get("protocol", str, "5")
+        protocol = get("protocol", str, _default_protocol())
         if protocol not in MQTT_PROTOCOLS:
             raise MqttConfigError(
                 f"[{where}].protocol {protocol!r} is not supported; use \"5\" (default, "

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.sync.mqtt import MqttSettings, make_client
+from edge_agent.sync.mqtt import MqttSettings, connect_async, make_client
 from edge_agent.sync.protocol import (
     Ack,
     CheckpointMessage,
@@ -91,6 +91,7 @@ class Outbox:
         ack_timeout: float = 10.0,
         poll_interval: float = 0.5,
         checkpoint_interval: float = 60.0,
+        heartbeat_interval: float = 30.0,
         on_tickets: Callable[[dict[str, Any]], None] | None = None,
         client_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -111,6 +112,8 @@ class Outbox:
         self._ack_timeout = ack_timeout
         self._poll = poll_interval
         self._checkpoint_interval = checkpoint_interval
+        # A quiet gate (no trucks) still says it is alive, or the central raises site_offline.
+        self._heartbeat_interval = heartbeat_interval
         self._on_tickets = on_tickets
         self._clock = clock
         self._events: queue.Queue[_Event] = queue.Queue()
@@ -134,8 +137,7 @@ class Outbox:
     # -- public API ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._client.connect_async(self._settings.host, self._settings.port,
-                                   self._settings.keepalive, clean_start=True)
+        connect_async(self._client, self._settings)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name=f"outbox-{self.site_id}",
                                         daemon=True)
@@ -229,6 +231,7 @@ class Outbox:
         sent_at = 0.0
         last_checkpoint = -1.0
         checkpoint_sent_size = -1
+        last_heartbeat = 0.0
         while not self._stop.is_set():
             try:
                 event: _Event | None = self._events.get(timeout=self._poll)
@@ -237,11 +240,8 @@ class Outbox:
             while event is not None:
                 if event.kind == "connected":
                     self._connected.set()
-                    self._client.publish(
-                        topic(self.site_id, "status"),
-                        Status("online", _now(), self.acked_seq, store.size).encode(),
-                        qos=1, retain=True,
-                    )
+                    self._publish_online(store)
+                    last_heartbeat = self._clock()
                     next_seq, inflight_end = self.acked_seq + 1, None
                     checkpoint_sent_size = -1
                 elif event.kind == "disconnected":
@@ -273,6 +273,9 @@ class Outbox:
             if not self._connected.is_set():
                 continue
             now = self._clock()
+            if now - last_heartbeat >= self._heartbeat_interval:
+                self._publish_online(store)
+                last_heartbeat = now
             if inflight_end is not None and now - sent_at > self._ack_timeout:
                 log.warning("site %s: no ack for seq %d within %.0f s; resending from %d",
                             self.site_id, inflight_end, self._ack_timeout, self.acked_seq + 1)
@@ -304,6 +307,13 @@ class Outbox:
                 self._client.publish(topic(self.site_id, "checkpoint"),
                                      CheckpointMessage(self.site_id, note).encode(), qos=1)
                 checkpoint_sent_size, last_checkpoint = size, now
+
+    def _publish_online(self, store: OutboxStore) -> None:
+        self._client.publish(
+            topic(self.site_id, "status"),
+            Status("online", _now(), self.acked_seq, store.size).encode(),
+            qos=1, retain=True,
+        )
 
 
 def _now() -> str:

@@ -113,6 +113,10 @@ def _glyph(ch: str, w: int, h: int) -> np.ndarray:
     img = Image.new("L", (240, 240), 0)
     ImageDraw.Draw(img).text((20, 20), ch, font=font, fill=255)
     arr = np.asarray(img)
+    if not ch.isascii():
+        # The plate font's province characters are as heavy as its letters; Zen Hei is a
+        # regular weight, so thicken its strokes.
+        arr = cv2.dilate(arr, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
     ys, xs = np.nonzero(arr > 40)
     crop = arr[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     # Plate fonts keep stroke weight: scale to the cell height, squeeze to the cell width

@@ -476,3 +476,23 @@ def test_operator_lets_the_first_of_two_trucks_go_and_the_second_is_weighed() ->
     g.hold(24000, 3000)
     w = g.bodies("weighing")
     assert [x["plate"] for x in w] == ["蒙A40004"] and w[0]["weight_kg"] == 24000
+
+
+def test_tailgater_behind_the_released_truck_is_stopped_or_an_escape() -> None:
+    g = Gate()
+    g.drive_on(30000, PLATE)
+    g.hold(30000, 3000)
+    assert g.barrier_up
+    g.set_io(ir_exit=True)
+    g.ramp(30000, 40000, 500)  # the follower's front axle comes on as ours goes off
+    g.set_io(loop_exit=True)
+    g.set_io(ir_exit=False)  # our rear clears the exit beam; the follower is on the platform
+    g.hold(24000, 500)
+    g.set_io(ir_exit=True)  # …and the follower crosses the exit beam, loop still occupied
+    assert "second_vehicle" in g.alarms() and g.bodies("barrier")[-1]["action"] == "down"
+    g.ramp(24000, 0, 1000)  # it gets through the closing barrier anyway
+    g.set_io(ir_exit=False)
+    g.hold(0, 500)
+    assert [p["released"] for p in g.bodies("passage")] == [True, False]
+    escape = [a for a in g.bodies("alarm") if a["code"] == "escape"]
+    assert escape and escape[0]["detail"]["seen_by"] == "exit_beam"

@@ -60,8 +60,8 @@ def project(cur: Any, site: str, entries: list[Any]) -> None:
     reconcile.apply(cur, site, entries)
 
 
-def make_ingestor(conn: psycopg.Connection[Any]) -> Ingestor:
-    return Ingestor(conn, SignerKey.generate("coalgate-central"), projector=project)
+def make_ingestor(conn: psycopg.Connection[Any], witness: SignerKey | None = None) -> Ingestor:
+    return Ingestor(conn, witness or SignerKey.generate("coalgate-central"), projector=project)
 
 
 def make_token(url: str, role: str, enterprise: str | None = None) -> str:

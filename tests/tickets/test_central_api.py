@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from tests.tickets.central_support import (
 )
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
+WITNESS = SignerKey("coalgate-central", bytes(range(50, 82)))
 
 
 class Clock:
@@ -66,7 +67,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url, drop = make_database()
     tmp = tmp_path_factory.mktemp("central_tickets")
     clock = Clock()
-    app = ticket_app(url, TicketSettings(root_key=ROOT, clock=clock))
+    app = ticket_app(url, TicketSettings(root_key=ROOT, clock=clock, witness=WITNESS.verifier))
     try:
         with TestClient(app) as client, psycopg.connect(url, autocommit=True) as conn:
             a, a2, b = Gate("S61082101", tmp, ENT_A), Gate("S61082102", tmp, ENT_A), \
@@ -77,7 +78,8 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             tokens["a"] = make_token(url, "enterprise", ENT_A)
             tokens["b"] = make_token(url, "enterprise", ENT_B)
             ingest_conn = psycopg.connect(url)
-            world = World(url, client, conn, make_ingestor(ingest_conn), clock, tokens, a, a2, b)
+            ingestor = make_ingestor(ingest_conn, WITNESS)
+            world = World(url, client, conn, ingestor, clock, tokens, a, a2, b)
             for ent in (ENT_A, ENT_B):
                 r = client.post("/api/v1/tickets/issuer-keys", json={"enterprise": ent},
                                 headers=auth(tokens["bureau"]))
@@ -151,28 +153,43 @@ def test_only_the_bureau_manages_keys_and_enterprise_sees_its_own(w: World) -> N
     assert r.status_code == 422 and "issuer id" in r.json()["detail"]
 
 
-def test_rotation_keeps_old_tickets_valid_and_removal_voids_them(w: World) -> None:
-    old = issue(w, "b", site=w.b.site).json()
+def test_rotation_keeps_old_tickets_valid_and_removal_voids_them(
+    w: World, tmp_path: Path
+) -> None:
+    ent = "E610821005"  # its own enterprise: the clock moves forward for the rotation
+    gate = Gate("S61082501", tmp_path, ent)
+    gate.enrol(w.conn)
+    w.tokens[ent] = make_token(w.url, "enterprise", ent)
+    assert w.client.post("/api/v1/tickets/issuer-keys", json={"enterprise": ent},
+                         headers=auth(w.tokens["bureau"])).status_code == 201
+    old = issue(w, ent, site=gate.site).json()
     serial_before = trust(w).serial
-    r = w.client.post("/api/v1/tickets/issuer-keys", json={"enterprise": ENT_B},
-                      headers=auth(w.tokens["bureau"]))
-    assert r.status_code == 201
-    new_kid = r.json()["kid"]
-    listed = trust(w)
-    assert listed.serial == serial_before + 1
-    keys_b = [k for k in listed.keys if k.issuer == ENT_B]
-    assert len(keys_b) == 2 and sum(k.not_after is None for k in keys_b) == 1
-    # The ticket signed before the rotation still verifies; new ones use the new key.
-    verify_ticket(old["qr"], listed, now=datetime.now(UTC))
-    new = issue(w, "b", site=w.b.site).json()
-    assert new["kid"] == new_kid != old["kid"]
-    # Compromise: remove the old key; its tickets fail at once, the new key's still verify.
-    r = w.client.delete(f"/api/v1/tickets/issuer-keys/{old['kid']}",
-                        headers=auth(w.tokens["bureau"]))
-    assert r.status_code == 200 and r.json()["removed_at"]
-    with pytest.raises(UnknownIssuerError):
-        verify_ticket(old["qr"], trust(w), now=datetime.now(UTC))
-    verify_ticket(new["qr"], trust(w), now=datetime.now(UTC))
+    w.clock.offset = timedelta(seconds=2)  # rotate after the old key's first second
+    try:
+        r = w.client.post("/api/v1/tickets/issuer-keys", json={"enterprise": ent},
+                          headers=auth(w.tokens["bureau"]))
+        assert r.status_code == 201
+        new_kid = r.json()["kid"]
+        listed = trust(w)
+        assert listed.serial == serial_before + 1
+        keys_b = [k for k in listed.keys if k.issuer == ent]
+        assert len(keys_b) == 2 and sum(k.not_after is None for k in keys_b) == 1
+        retired = next(k for k in keys_b if k.not_after is not None)
+        assert retired.key.key_id.hex() == old["kid"]
+        # The ticket signed before the rotation still verifies; new ones use the new key.
+        verify_ticket(old["qr"], listed, now=w.clock())
+        new = issue(w, ent, site=gate.site).json()
+        assert new["kid"] == new_kid != old["kid"]
+        # Compromise: remove the old key; its tickets fail at once, the new key's still verify.
+        r = w.client.delete(f"/api/v1/tickets/issuer-keys/{old['kid']}",
+                            headers=auth(w.tokens["bureau"]))
+        assert r.status_code == 200 and r.json()["removed_at"]
+        with pytest.raises(UnknownIssuerError):
+            verify_ticket(old["qr"], trust(w), now=w.clock())
+        verify_ticket(new["qr"], trust(w), now=w.clock())
+    finally:
+        w.clock.offset = timedelta(0)
+        gate.close()
     r = w.client.delete("/api/v1/tickets/issuer-keys/00000000", headers=auth(w.tokens["bureau"]))
     assert r.status_code == 404
 
@@ -254,7 +271,9 @@ def test_over_production_is_raised_once_when_actual_net_passes_capacity(w: World
     bureau = auth(w.tokens["bureau"])
     assert w.client.put(f"/api/v1/tickets/quota/{ENT_B}/{period()}",
                         json={"capacity_kg": 50_000}, headers=bureau).status_code == 200
-    t1 = issue(w, "b", site=w.b.site, planned_net_kg=20_000).json()
+    r1 = issue(w, "b", site=w.b.site, planned_net_kg=20_000)
+    assert r1.status_code == 201, r1.text
+    t1 = r1.json()
     t2 = issue(w, "b", site=w.b.site, planned_net_kg=20_000).json()
     # Capacity is consumed by the actual net, not the planned 20 t.
     w.b.load(t1["plate"], t1["ticket_id"], net=30_000)
@@ -391,10 +410,20 @@ def test_driver_page_qr_downloads_and_signed_slip_after_weighing(w: World) -> No
     assert check.status_code == 200, check.text
     body = check.json()
     assert body["verified"] is True and set(body["checks"]) == {
-        "leaf_hash", "signature", "inclusion", "checkpoint"}
+        "leaf_hash", "signature", "inclusion", "checkpoint", "witness"}
     assert body["proof"]["seq"] == seq and '"net_kg":34120' in body["proof"]["leaf"]
     html_check = w.client.get(path)
     assert "验证通过" in html_check.text
+    # Checked against another witness key, the cosignature fails and so does the verdict.
+    app_state = w.client.app.state  # type: ignore[attr-defined]
+    settings = app_state.tickets
+    app_state.tickets = replace(settings, witness=SignerKey.generate("impostor").verifier)
+    try:
+        other = w.client.get(path, params={"format": "json"}).json()
+        assert other["verified"] is False and other["checks"]["witness"][0] is False
+        assert "验证失败" in w.client.get(path).text
+    finally:
+        app_state.tickets = settings
     # An altered hash (a forged slip) resolves to nothing.
     forged = path[:-4] + ("AAAA" if not path.endswith("AAAA") else "BBBB")
     assert w.client.get(forged).status_code == 404

@@ -109,8 +109,10 @@
       $("driver-url").textContent = t.page_url;
       $("result").hidden = false;
       say(T[lang].issued + " " + t.ticket_id, "ok");
+      window.scrollTo(0, 0);  // result and messages sit above the form
     } catch (e) {
       say(T[lang].failed + e.message, "error");
+      window.scrollTo(0, 0);
     }
   }
 

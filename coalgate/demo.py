@@ -1,0 +1,550 @@
+"""``coalgate demo``: the whole system on one machine, on embedded defaults, until Ctrl-C.
+
+The demo process holds the in-process MQTT broker (amqtt) and supervises the production
+commands as child processes with generated config files:
+
+* embedded PostgreSQL (``central.db``) in ``<data-dir>/central/pgdata``;
+* ``coalgate central ingest`` and ``coalgate central serve`` (API + bureau dashboard);
+* per site: ``coalgate sim run --repeat`` (indicator, gate IO, camera, trucks) and
+  ``coalgate edge run`` (the gate agent with its operator console).
+
+It also plays the people the simulator does not: the driver who shows an e-ticket QR at the
+scanner, and the weighbridge operator who releases a held truck with a typed reason (never an
+overloaded one — the gate refuses that). Keys, enrolment, the issuer trust list and API tokens
+are made at start. On stop the gates' remaining entries are flushed to the central from their
+ledgers (the ledger is the outbox), then everything is stopped: no process, port, pty link or
+PostgreSQL server is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from coalgate.demo_plan import (
+    ENTERPRISES,
+    SitePlan,
+    TruckPlan,
+    central_config_toml,
+    scenario_toml,
+    site_config_toml,
+    site_plans,
+)
+from coalgate.supervise import Child, ChildFailed
+
+__all__ = ["app", "DemoOptions", "run_demo"]
+
+app = typer.Typer(help="Run the whole system on one machine", add_completion=False)
+
+MQTT_PROTOCOL = "3.1.1"  # amqtt speaks 3.1.1 only
+ISSUER_ID = "yl-coal-sales"
+HOLD_BEFORE_RELEASE_S = 2.0  # the demo operator looks at a held truck this long first
+
+
+class DemoError(Exception):
+    """The demo cannot start or keep running; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_dir: Path
+    sites: int = 3
+    duration: float | None = None
+    speed: float = 4.0
+    port: int = 0
+    host: str = "127.0.0.1"
+
+
+def say(msg: str) -> None:
+    """Progress for people: one line, Chinese / English, flushed at once."""
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _coalgate() -> list[str]:
+    return [sys.executable, "-m", "coalgate"]
+
+
+def _free_port() -> int:
+    from coalgate.broker import free_port
+
+    return free_port()
+
+
+# -- the people at the gate -------------------------------------------------------------------
+
+
+@dataclass
+class Gate:
+    plan: SitePlan
+    dir: Path
+    sim: Child
+    edge: Child
+    console_port: int
+    trucks: dict[str, TruckPlan]
+    truth_pos: int = 0
+    held_since: dict[str, float] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
+    tickets_issued: int = 0
+
+    @property
+    def console(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
+
+
+def _issue_ticket(gate: Gate, truck: TruckPlan, issuer_key: Any) -> str:
+    from ledger.ticket import Ticket, issue_ticket
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    gate.tickets_issued += 1
+    ticket = Ticket(
+        ticket_id=f"D{now:%y%m%d%H%M%S}-{gate.plan.site_id}-{gate.tickets_issued}",
+        issuer=ISSUER_ID,
+        site=gate.plan.site_id,
+        plate=truck.plate,
+        buyer="鑫源兰炭",
+        destination="府谷县",
+        coal_type="洗混煤",
+        planned_net_kg=max(1, truck.load_kg),
+        quota_period=f"{now:%Y-%m}",
+        valid_from=now - timedelta(minutes=5),
+        valid_to=now + timedelta(hours=12),
+        issued_at=now,
+    )
+    return issue_ticket(ticket, issuer_key)
+
+
+async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
+    """One pass of the driver and operator loop for a gate (called every few hundred ms)."""
+    truth = gate.dir / "truth.jsonl"
+    if truth.exists():
+        with truth.open("rb") as f:
+            f.seek(gate.truth_pos)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next pass
+        gate.truth_pos += end
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                truck = gate.trucks.get(rec.get("plate", ""))
+                # The lane camera's ANPR pushes the plate it sees as the truck reaches the
+                # entry loop. (The simulator's own --anpr-push speaks a vendor format.)
+                if rec.get("event") == "arrived":
+                    plate = rec.get("shown_plate") or rec.get("plate")
+                    with contextlib.suppress(Exception):
+                        await http.post(gate.console + "/api/anpr",
+                                        json={"plate": plate, "confidence": 0.95})
+                # The driver scans the e-ticket as the truck rolls onto the platform.
+                if (rec.get("event") == "on_platform" and rec.get("pass") == "gross"
+                        and truck is not None and truck.ticket):
+                    text = _issue_ticket(gate, truck, issuer_key)
+                    with contextlib.suppress(Exception):
+                        await http.post(gate.console + "/api/scan", json={"text": text})
+    try:
+        st = (await http.get(gate.console + "/api/state")).json()
+    except Exception:
+        return
+    txn = st.get("txn")
+    if st.get("state") != "held" or not txn or txn in gate.released:
+        return
+    first = gate.held_since.setdefault(txn, time.monotonic())
+    decision = st.get("decision") or {}
+    if "overload" in (decision.get("reasons") or []):
+        return  # the gate never releases an overloaded truck; it must unload
+    if time.monotonic() - first < HOLD_BEFORE_RELEASE_S:
+        return
+    gate.released.add(txn)
+    with contextlib.suppress(Exception):
+        await http.post(gate.console + "/api/override", json={
+            "action": "manual_barrier_up", "operator": "演示司磅员",
+            "reason": "演示：核实后人工放行 / demo: checked and released by hand"})
+
+
+# -- start-up --------------------------------------------------------------------------------
+
+
+def _signer(path: Path, name: str) -> Any:
+    from ledger.keys import SignerKey, read_signer_file, write_signer_file
+
+    if path.exists():
+        return read_signer_file(path)
+    key = SignerKey.generate(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_signer_file(path, key)
+    return key
+
+
+def _trust_note(data_dir: Path) -> tuple[Any, str]:
+    """The ticket issuer's key and the bureau-signed trust list that names it."""
+    from ledger.trust import TrustList
+
+    keys = data_dir / "keys"
+    issuer = _signer(keys / "issuer.key", ISSUER_ID)
+    root = _signer(keys / "bureau-root.key", "bureau-root")
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    trust = TrustList(0, epoch, ()).add_key(ISSUER_ID, issuer.verifier, epoch, now=epoch)
+    (keys / "bureau-root.pub").write_text(root.verifier.to_text() + "\n")
+    (keys / "issuer.pub").write_text(issuer.verifier.to_text() + "\n")
+    return issuer, trust.sign([root])
+
+
+def _prepare_database(url: str, plans: list[SitePlan],
+                      site_keys: dict[str, Any]) -> dict[str, str]:
+    """Migrate, enrol the sites (idempotent), create tokens; returns role → token."""
+    from central.auth import create_token
+    from central.db import connect, migrate
+
+    with connect(url) as conn:
+        migrate(conn)
+        for p in plans:
+            conn.execute(
+                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET verifier_key = excluded.verifier_key",
+                (p.site_id, p.enterprise, p.name, p.lat, p.lon,
+                 site_keys[p.site_id].verifier.to_text()),
+            )
+            conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
+                         (p.site_id,))
+        tokens = {
+            "bureau": create_token(conn, "bureau", label="能源局值班室 (demo)")[0],
+            "admin": create_token(conn, "admin", label="demo admin")[0],
+            "enterprise": create_token(conn, "enterprise", enterprise=ENTERPRISES[0],
+                                       label=f"{ENTERPRISES[0]} (demo)")[0],
+        }
+        conn.commit()
+    return tokens
+
+
+async def _wait_http(url: str, child: Child, timeout: float, what: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if not child.running():
+                raise DemoError(f"{what} exited with status {child.exited()} while starting; "
+                                f"last lines of {child.log_path}:\n{child.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code < 500:
+                    return
+            await asyncio.sleep(0.2)
+    raise DemoError(f"{what} did not answer at {url} within {timeout:.0f} s; "
+                    f"see {child.log_path}:\n{child.log_tail()}")
+
+
+async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int) -> None:
+    ep = gate.dir / "endpoints.json"
+    ep.unlink(missing_ok=True)
+    gate.truth_pos = 0
+    (gate.dir / "truth.jsonl").unlink(missing_ok=True)
+    gate.sim.start()
+    deadline = time.monotonic() + 60
+    while not ep.exists():
+        if not gate.sim.running():
+            raise DemoError(f"simulator of {gate.plan.site_id} exited while starting; "
+                            f"see {gate.sim.log_path}:\n{gate.sim.log_tail()}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"simulator of {gate.plan.site_id} wrote no endpoints in 60 s; "
+                            f"see {gate.sim.log_path}")
+        await asyncio.sleep(0.1)
+    endpoints = json.loads(ep.read_text(encoding="utf-8"))
+    (gate.dir / "site.toml").write_text(site_config_toml(
+        gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
+        mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=_edge_protocol_key(),
+    ), encoding="utf-8")
+    gate.edge.start()
+    await _wait_http(gate.console + "/api/state", gate.edge, 60,
+                     f"gate agent of {gate.plan.site_id}")
+
+
+def _edge_protocol_key() -> str | None:
+    """Write ``[mqtt] protocol`` only if the agent's config knows it (else the env default)."""
+    from edge_agent.config import MqttSection
+
+    return MQTT_PROTOCOL if "protocol" in MqttSection.model_fields else None
+
+
+# -- stop ------------------------------------------------------------------------------------
+
+
+def _flush_outboxes(gates: list[Gate], site_keys: dict[str, Any], mqtt_port: int,
+                    timeout: float) -> dict[str, tuple[int, int]]:
+    """Send what the stopped gates still hold, from their ledgers; returns site → (acked, size)."""
+    from edge_agent.sync.mqtt import MqttSettings
+    from edge_agent.sync.outbox import Outbox
+    from ledger.store import LedgerStore
+
+    settings = MqttSettings(port=mqtt_port, protocol=MQTT_PROTOCOL, keepalive=10)
+    boxes = []
+    for g in gates:
+        path = g.dir / "ledger.sqlite"
+        if not path.exists():
+            continue
+        store = LedgerStore.open(path, site=g.plan.site_id)
+        box = Outbox(store, g.plan.site_id, settings, batch_size=200, ack_timeout=5,
+                     poll_interval=0.05, checkpoint_interval=3600,
+                     client_id=f"edge-{g.plan.site_id}")
+        boxes.append((g.plan.site_id, store, box))
+        box.start()
+    deadline = time.monotonic() + timeout
+    result: dict[str, tuple[int, int]] = {}
+    for site, store, box in boxes:
+        while box.acked_seq < store.size - 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result[site] = (box.acked_seq, store.size)
+        box.stop()
+        store.close()
+    return result
+
+
+def _central_summary(url: str, plans: list[SitePlan]) -> list[str]:
+    from central.db import connect
+
+    lines = []
+    with connect(url) as conn:
+        for p in plans:
+            row = conn.execute(
+                "SELECT s.verified_seq, (SELECT count(*) FROM entries e WHERE e.site = s.site),"
+                " (SELECT count(*) FROM entries e WHERE e.site = s.site"
+                "  AND e.kind = 'weighing'),"
+                " (SELECT count(*) FROM alarms a WHERE a.site = s.site)"
+                " FROM site_state s WHERE s.site = %s", (p.site_id,)).fetchone()
+            if row:
+                lines.append(f"{p.site_id}: {row[1]} 条记录 entries (verified to seq {row[0]}), "
+                             f"{row[2]} 次过磅 weighings, {row[3]} 条报警 alarms")
+    return lines
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+async def run_demo(opts: DemoOptions) -> int:
+    """Run the demo until ``opts.duration`` passes or SIGINT/SIGTERM; returns an exit status."""
+    from central.db import DatabaseError, DatabaseSettings, resolve_url, stop_embedded
+    from coalgate.broker import BrokerError, EmbeddedBroker
+    from edge_agent.sync.mqtt import PROTOCOL_ENV
+
+    data = opts.data_dir.resolve()
+    central_dir = data / "central"
+    central_dir.mkdir(parents=True, exist_ok=True)
+    plans = site_plans(opts.sites)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    broker: EmbeddedBroker | None = None
+    central: list[Child] = []
+    gates: list[Gate] = []
+    db_url: str | None = None
+    status = 0
+    site_keys: dict[str, Any] = {}
+    try:
+        say(f"数据目录 data directory: {data}")
+        say("启动嵌入式 PostgreSQL / starting the embedded PostgreSQL …")
+        try:
+            db_url = await asyncio.to_thread(
+                resolve_url, DatabaseSettings(url=None, data_dir=central_dir))
+        except DatabaseError as exc:
+            raise DemoError(str(exc)) from None
+        say("生成密钥、登记站点、签发令牌 / keys, site enrolment, tokens …")
+        for p in plans:
+            site_keys[p.site_id] = _signer(data / "sites" / p.site_id / "site.key", p.site_id)
+        issuer_key, trust_note = _trust_note(data)
+        tokens = await asyncio.to_thread(_prepare_database, db_url, plans, site_keys)
+
+        broker = EmbeddedBroker(opts.host)
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            raise DemoError(str(exc)) from None
+        say(f"MQTT 代理 broker (amqtt, MQTT {MQTT_PROTOCOL}) at {broker.url}")
+
+        api_port = opts.port or _free_port()
+        (central_dir / "central.toml").write_text(central_config_toml(
+            database_url=db_url, data_dir=str(central_dir), mqtt_host=opts.host,
+            mqtt_port=broker.port, api_port=api_port, mqtt_protocol=MQTT_PROTOCOL,
+        ), encoding="utf-8")
+        cfg = str(central_dir / "central.toml")
+        logs = data / "logs"
+        ingest = Child("central ingest", [*_coalgate(), "central", "ingest", "-c", cfg],
+                       logs / "central-ingest.log")
+        serve = Child("central serve", [*_coalgate(), "central", "serve", "-c", cfg,
+                                        "--host", opts.host, "--port", str(api_port)],
+                      logs / "central-serve.log")
+        central = [ingest, serve]
+        say("启动中心：接入与 API / starting the central: ingest worker and API …")
+        for c in central:
+            c.start()
+        api = f"http://{opts.host}:{api_port}"
+        await _wait_http(api + "/api/v1/health", serve, 90, "central serve")
+
+        env = {PROTOCOL_ENV: MQTT_PROTOCOL, "PYTHONUNBUFFERED": "1"}
+        for i, p in enumerate(plans):
+            gdir = data / "sites" / p.site_id
+            from edge_agent.tickets.store import TicketStore
+
+            store = TicketStore(gdir / "tickets.sqlite")
+            store.set_trust_note(1, trust_note)
+            store.close()
+            (gdir / "scenario.toml").write_text(scenario_toml(p, seed=i + 1), encoding="utf-8")
+            port = _free_port()
+            sim = Child(f"simulator {p.site_id}", [
+                *_coalgate(), "sim", "run", "--scenario", str(gdir / "scenario.toml"),
+                "--speed", str(opts.speed), "--repeat",
+                "--endpoints-out", str(gdir / "endpoints.json"),
+                "--truth-out", str(gdir / "truth.jsonl"), "--dev-dir", str(gdir / "dev"),
+            ], logs / f"sim-{p.site_id}.log")
+            edge = Child(f"gate agent {p.site_id}", [
+                *_coalgate(), "edge", "run", "--config", str(gdir / "site.toml"),
+            ], logs / f"edge-{p.site_id}.log", env=env)
+            gates.append(Gate(p, gdir, sim, edge, port, {t.plate: t for t in p.trucks}))
+        for g in gates:
+            say(f"启动磅站 starting gate {g.plan.site_id} — {g.plan.scale_label} …")
+            await _start_gate(g, opts, broker.port)
+
+        info = {
+            "dashboard": f"{api}/dashboard/",
+            "api": f"{api}/api/v1",
+            "openapi": f"{api}/openapi.json",
+            "tokens": tokens,
+            "mqtt": broker.url,
+            "database": db_url,
+            "sites": {g.plan.site_id: {"console": g.console + "/", "name": g.plan.name,
+                                       "scale": g.plan.scale_label,
+                                       "ledger": str(g.dir / "ledger.sqlite")}
+                      for g in gates},
+            "pid": os.getpid(),
+        }
+        (data / "demo.json").write_text(json.dumps(info, ensure_ascii=False, indent=2),
+                                        encoding="utf-8")
+        _banner(info, opts)
+        await _supervise(gates, central, opts, stop, broker.port, issuer_key)
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        status = 1
+    except ChildFailed as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        status = 1
+    finally:
+        say("正在停止 / stopping …")
+        for g in gates:
+            g.edge.stop()
+        for g in gates:
+            g.sim.stop()
+        if broker is not None and gates and any(c.running() for c in central[:1]):
+            flushed = await asyncio.to_thread(_flush_outboxes, gates, site_keys, broker.port, 30)
+            for site, (acked, size) in flushed.items():
+                if acked < size - 1:
+                    say(f"注意 note: {site} 尚有 {size - 1 - acked} 条未确认 entries not yet "
+                        "acknowledged; they are sent at the next start")
+        for c in reversed(central):
+            c.stop()
+        if db_url is not None:
+            with contextlib.suppress(Exception):
+                for line in await asyncio.to_thread(_central_summary, db_url, plans):
+                    say(line)
+        if broker is not None:
+            await broker.stop()
+        try:
+            await asyncio.to_thread(stop_embedded, central_dir)
+        except DatabaseError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            status = 1
+        with contextlib.suppress(OSError):
+            (data / "demo.json").unlink()
+        say("已停止，无残留进程 / stopped; nothing left running")
+    return status
+
+
+def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
+    t = info["tokens"]
+    lines = [
+        "",
+        "  coalgate 演示已就绪 / demo ready",
+        f"  能源局大屏 bureau dashboard : {info['dashboard']}",
+        f"  API                         : {info['api']}  (OpenAPI {info['openapi']})",
+        f"  令牌 token  bureau     : {t['bureau']}",
+        f"  令牌 token  admin      : {t['admin']}",
+        f"  令牌 token  enterprise : {t['enterprise']}  ({ENTERPRISES[0]})",
+        "  磅房操作台 operator consoles:",
+    ]
+    for site, s in info["sites"].items():
+        lines.append(f"    {site:<14} {s['console']:<28} {s['name']} — {s['scale']}")
+    lines.append(f"  MQTT {info['mqtt']} · 数据 data {opts.data_dir}")
+    until = (f"运行 {opts.duration:.0f} 秒 / running for {opts.duration:.0f} s"
+             if opts.duration else "按 Ctrl-C 停止 / press Ctrl-C to stop")
+    lines += [f"  {until}", ""]
+    print("\n".join(lines), flush=True)
+
+
+async def _supervise(gates: list[Gate], central: list[Child], opts: DemoOptions,
+                     stop: asyncio.Event, mqtt_port: int, issuer_key: Any) -> None:
+    import httpx
+
+    end = time.monotonic() + opts.duration if opts.duration else None
+    last_check = 0.0
+    async with httpx.AsyncClient(timeout=2) as http:
+        while not stop.is_set():
+            if end is not None and time.monotonic() >= end:
+                break
+            await asyncio.gather(*(_drive(g, http, issuer_key) for g in gates))
+            now = time.monotonic()
+            if now - last_check >= 1.0:
+                last_check = now
+                for c in central:
+                    if not c.running():
+                        say(f"警告 warning: {c.name} 退出 exited (status {c.exited()}); "
+                            f"restarting. Last lines of {c.log_path}:\n{c.log_tail(8)}")
+                        c.restart()
+                for g in gates:
+                    if not (g.sim.running() and g.edge.running()):
+                        dead = g.sim if not g.sim.running() else g.edge
+                        say(f"警告 warning: {dead.name} 退出 exited (status {dead.exited()}); "
+                            f"restarting gate {g.plan.site_id}. Last lines of "
+                            f"{dead.log_path}:\n{dead.log_tail(8)}")
+                        if dead.restarts >= dead.max_restarts:
+                            dead.restart()  # raises ChildFailed with the log tail
+                        dead.restarts += 1
+                        g.edge.stop()
+                        g.sim.stop()
+                        await _start_gate(g, opts, mqtt_port)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.3)
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(
+        help="Stop after this many seconds (default: run until Ctrl-C).", min=1)] = None,
+    data_dir: Annotated[Path, typer.Option(
+        help="Where keys, ledgers, the database and logs go; reused by the next run.")
+    ] = Path("var/demo"),
+    sites: Annotated[int, typer.Option(help="Number of simulated gates.", min=1, max=12)] = 3,
+    speed: Annotated[float, typer.Option(
+        help="Simulated seconds per real second for the trucks.", min=0.5, max=10)] = 4.0,
+    port: Annotated[int, typer.Option(
+        help="Port of the API and dashboard (0: any free port).", min=0, max=65535)] = 0,
+) -> None:
+    """Run the whole system on one machine: broker, PostgreSQL, central, simulated gates.
+
+    Prints the dashboard URL, each operator console URL and the login tokens, then runs
+    until Ctrl-C (or --duration seconds) and stops everything it started.
+
+    Example:
+        coalgate demo --duration 120 --data-dir /tmp/coalgate-demo
+    """
+    opts = DemoOptions(data_dir=data_dir, sites=sites, duration=duration, speed=speed,
+                       port=port)
+    raise SystemExit(asyncio.run(run_demo(opts)))

@@ -1,0 +1,317 @@
+"""What `coalgate demo` runs: the sites, their trucks, and the config files it writes.
+
+Pure: functions take data and return data or text (TOML), so the plan is tested without
+starting anything. ``coalgate.demo`` writes the files and runs the processes.
+
+Each site has a different indicator on a different transport, as real sites do: a Yaohua
+XK3190 on a serial port (pty), a Mettler Toledo behind a serial-to-Ethernet box (TCP), a Modbus
+TCP weighing transmitter; all have their gate IO on a Modbus TCP board. Each site's traffic is a
+short round of honest trucks and scripted cheats, repeated until the demo stops
+(``coalgate sim run --repeat``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CheatPlan",
+    "SitePlan",
+    "TruckPlan",
+    "central_config_toml",
+    "gate_policy",
+    "scenario_toml",
+    "site_config_toml",
+    "site_plans",
+]
+
+# Scale endpoints of the simulator (docs/simulator.md), in the order sites take them.
+SCALE_KINDS = ("xk3190_pty", "toledo_tcp", "modbus_tcp")
+SCALE_LABELS = {
+    "xk3190_pty": "耀华 XK3190-A9 串口 / Yaohua XK3190 over serial (pty)",
+    "toledo_tcp": "托利多连续输出 TCP / Mettler Toledo continuous over TCP",
+    "modbus_tcp": "Modbus TCP 称重变送器 / Modbus TCP weighing transmitter",
+}
+
+
+@dataclass(frozen=True)
+class CheatPlan:
+    """A scripted cheat: the simulator's ``[[truck.cheat]]`` table and the alarms it must raise.
+
+    ``expect``: central alarm codes of which at least one must appear for this truck.
+    """
+
+    label: str
+    tables: tuple[dict[str, Any], ...]
+    expect: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TruckPlan:
+    plate: str
+    axles: int
+    tare_kg: int
+    load_kg: int
+    arrive_s: float
+    passes: str = "one"  # "one" (registered tare) | "two" (tare pass, then gross pass)
+    ticket: bool = True  # the driver shows an e-ticket QR on the loaded pass
+    cheat: CheatPlan | None = None
+    return_after_s: float = 40.0
+    dwell_s: float = 6.0
+
+    @property
+    def honest(self) -> bool:
+        return self.cheat is None
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    site_id: str
+    name: str
+    enterprise: str
+    scale_kind: str
+    lat: float
+    lon: float
+    trucks: tuple[TruckPlan, ...] = field(default_factory=tuple)
+
+    @property
+    def scale_label(self) -> str:
+        return SCALE_LABELS[self.scale_kind]
+
+
+ENTERPRISES = ("榆林示范煤业有限公司", "神木兰炭化工有限公司")
+
+_ESCAPE = CheatPlan(
+    "冲卡逃逸（不过磅强行闯杆）/ escape: drives across and forces the barrier",
+    ({"kind": "no_weighing"}, {"kind": "force_barrier", "after_s": 4}),
+    ("escape", "barrier_forced"),
+)
+_OVERLOAD = CheatPlan(
+    "超载后闯杆 / overloaded (3 axles, 31 t > 25 t), then forces the barrier",
+    ({"kind": "force_barrier", "after_s": 12},),
+    ("overload",),
+)
+_PLATE_SWAP = CheatPlan(
+    "套牌（票与车牌不符）/ plate swap: the ticket is for another plate",
+    ({"kind": "plate_swap", "shown_plate": "陕K3C999"},),
+    ("plate_mismatch", "invalid_ticket"),
+)
+_WATER = CheatPlan(
+    "皮重加水（皮重超出历史范围）/ water in the tank at tare",
+    ({"kind": "water_tank", "water_kg": 1500},),
+    ("tare_out_of_band",),
+)
+
+
+def site_plans(n: int) -> list[SitePlan]:
+    """``n`` sites (1 or more): the first three are the scripted ones, more repeat their mix."""
+    if n < 1:
+        raise ValueError("the demo needs at least one site")
+    templates = [
+        ("yl-mine-01", "榆林示范煤矿 1号磅", ENTERPRISES[0], 38.29, 109.73, (
+            TruckPlan("陕K1A001", 6, 15000, 32000, 2),
+            TruckPlan("陕K1A002", 5, 14000, 27000, 6),
+            TruckPlan("陕K1A003", 4, 12000, 18000, 10, ticket=False, cheat=_ESCAPE),
+            TruckPlan("陕K1A004", 6, 15500, 31000, 14),
+        )),
+        ("yl-mine-02", "榆林示范煤矿 2号磅", ENTERPRISES[0], 38.31, 109.77, (
+            TruckPlan("陕K2B001", 6, 15000, 33000, 2),
+            TruckPlan("陕K2B002", 3, 11000, 20000, 6, ticket=False, cheat=_OVERLOAD),
+            TruckPlan("陕K2B003", 5, 14000, 26000, 10),
+        )),
+        ("sm-plant-03", "神木兰炭厂 东磅房", ENTERPRISES[1], 38.83, 110.50, (
+            TruckPlan("陕K3C001", 6, 15000, 32000, 2),
+            TruckPlan("陕K3C002", 6, 15000, 30000, 6, cheat=_PLATE_SWAP),
+            TruckPlan("陕K3C003", 5, 14000, 28000, 10),
+            TruckPlan("陕K3C004", 6, 15000, 28000, 14, passes="two", cheat=_WATER),
+        )),
+    ]
+    plans: list[SitePlan] = []
+    for i in range(n):
+        site_id, name, enterprise, lat, lon, trucks = templates[i % len(templates)]
+        if i >= len(templates):
+            site_id = f"{site_id}-{i + 1}"
+            name = f"{name}（{i + 1}）"
+            # Plates are per site, so alarms map to one truck; keep the province prefix.
+            trucks = tuple(
+                TruckPlan(**{**t.__dict__, "plate": f"{t.plate[:3]}{i + 1:02d}{t.plate[5:]}"})
+                for t in trucks
+            )
+        plans.append(SitePlan(site_id, name, enterprise, SCALE_KINDS[i % len(SCALE_KINDS)],
+                              lat + 0.01 * (i // len(templates)), lon, trucks))
+    return plans
+
+
+def scenario_toml(plan: SitePlan, seed: int) -> str:
+    """The simulator scenario for one round of the site's traffic (docs/simulator.md)."""
+    lines = [
+        "# Written by `coalgate demo`: one round of traffic, repeated with --repeat.",
+        "[scenario]",
+        f"name = {json.dumps(plan.site_id)}",
+        f"description = {json.dumps('demo traffic of ' + plan.name, ensure_ascii=False)}",
+        f"seed = {seed}",
+        "",
+    ]
+    for t in plan.trucks:
+        lines += [
+            "[[truck]]",
+            f"plate = {json.dumps(t.plate, ensure_ascii=False)}",
+            f"axles = {t.axles}",
+            f"tare_kg = {t.tare_kg}",
+            f"load_kg = {t.load_kg}",
+            f"arrive_s = {t.arrive_s}",
+            f'passes = "{t.passes}"',
+            f"return_after_s = {t.return_after_s}",
+            f"dwell_s = {t.dwell_s}",
+        ]
+        for table in t.cheat.tables if t.cheat else ():
+            lines.append("[[truck.cheat]]")
+            lines += [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in table.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gate_policy(speed: float) -> dict[str, Any]:
+    """Gate policy for a simulator running ``speed`` times real time.
+
+    The gate runs on the wall clock, so its timers shrink with the simulated clock; the
+    tolerances are the product defaults. A ticket is required: every honest truck carries one.
+    """
+    s = speed
+    return {
+        "mode": "auto",
+        "ticket_required": True,
+        "stability_window_ms": max(300, int(2000 / s)),
+        "confirm_s": round(2.0 / s, 3),
+        "unstable_timeout_s": round(30 / s, 3),
+        "beam_grace_s": round(4 / s, 3),
+        "identify_timeout_s": round(8 / s, 3),
+        "release_timeout_s": round(120 / s, 3),
+        "device_timeout_s": 2.0,
+    }
+
+
+def _scale_table(kind: str, endpoints: dict[str, Any]) -> str:
+    serial = endpoints["serial"]
+    if kind == "xk3190_pty":
+        return f'protocol = "xk3190"\ntransport = "serial"\ndevice = "{serial["xk3190"]["device"]}"'
+    if kind == "toledo_tcp":
+        tcp = serial["toledo"]["tcp"]
+        checksum = "true" if serial["toledo"].get("checksum", True) else "false"
+        return (f'protocol = "toledo"\ntransport = "tcp"\nhost = "{tcp["host"]}"\n'
+                f'port = {tcp["port"]}\ntoledo_checksum = {checksum}')
+    if kind == "modbus_tcp":
+        m = endpoints["modbus"]["scale_tcp"]
+        return (f'protocol = "modbus"\ntransport = "modbus_tcp"\nhost = "{m["host"]}"\n'
+                f'port = {m["port"]}\n\n[scale.modbus]\nunit_id = {m["unit_id"]}')
+    raise ValueError(f"unknown scale endpoint kind {kind!r}; expected one of {SCALE_KINDS}")
+
+
+def site_config_toml(
+    plan: SitePlan,
+    endpoints: dict[str, Any],
+    *,
+    console_port: int,
+    mqtt_host: str,
+    mqtt_port: int,
+    speed: float,
+    mqtt_protocol: str | None = None,
+) -> str:
+    """The gate agent's site config (config/site.example.toml) for the simulator's endpoints.
+
+    Paths are relative to the config file's directory (the site's directory in the data dir).
+    ``mqtt_protocol`` is written only when given: older agents do not know the key.
+    """
+    io = endpoints["modbus"]["gate_io_tcp"]
+    policy = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gate_policy(speed).items())
+    vehicles = "\n".join(
+        f'[[vehicles]]\nplate = {json.dumps(t.plate, ensure_ascii=False)}\naxles = {t.axles}\n'
+        f"tare_kg = {t.tare_kg}\n"
+        for t in plan.trucks
+    )
+    camera = endpoints.get("camera") or {}
+    snapshot = f'snapshot_url = "{camera["snapshot"]}"\n' if camera.get("snapshot") else ""
+    protocol = f'protocol = "{mqtt_protocol}"\n' if mqtt_protocol else ""
+    return f"""# Written by `coalgate demo` for {plan.site_id}; the production form of this file is
+# config/site.example.toml. Scale: {plan.scale_label}.
+[site]
+id = "{plan.site_id}"
+name = {json.dumps(plan.name, ensure_ascii=False)}
+key = "site.key"
+ledger = "ledger.sqlite"
+checkpoint_every_s = 30
+
+[scale]
+{_scale_table(plan.scale_kind, endpoints)}
+
+[io]
+kind = "modbus_tcp"
+host = "{io["host"]}"
+port = {io["port"]}
+unit_id = {io["unit_id"]}
+poll_ms = 50
+
+[camera]
+anpr_push = true
+{snapshot}
+[tickets]
+store = "tickets.sqlite"
+
+[policy]
+{policy}
+
+{vehicles}
+[console]
+host = "127.0.0.1"
+port = {console_port}
+
+[mqtt]
+host = "{mqtt_host}"
+port = {mqtt_port}
+{protocol}"""
+
+
+def central_config_toml(
+    *,
+    database_url: str,
+    data_dir: str,
+    mqtt_host: str,
+    mqtt_port: int,
+    api_port: int,
+    mqtt_protocol: str = "3.1.1",
+) -> str:
+    """The central's config (config/central.example.toml) for the demo's embedded services."""
+    return f"""# Written by `coalgate demo`; the production form is config/central.example.toml.
+timezone = "Asia/Shanghai"
+
+[database]
+# The embedded PostgreSQL the demo started (Unix socket in the data directory).
+url = {json.dumps(database_url)}
+data_dir = {json.dumps(data_dir)}
+
+[mqtt]
+host = "{mqtt_host}"
+port = {mqtt_port}
+# The demo's in-process broker (amqtt) speaks MQTT 3.1.1 only: no shared subscriptions, so
+# the demo runs one ingest worker. Production brokers use "5".
+protocol = "{mqtt_protocol}"
+keepalive = 15
+
+[witness]
+key_file = "witness.key"
+name = "coalgate-central"
+
+[ingest]
+share_group = "ingest"
+client_id = "demo-ingest"
+
+[api]
+host = "127.0.0.1"
+port = {api_port}
+offline_sweep_s = 5.0
+
+[rules]
+offline_after_s = 120
+"""

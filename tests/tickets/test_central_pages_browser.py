@@ -1,0 +1,152 @@
+"""The sales-office issuance form and the driver page in headless Debian Chromium, at a phone's
+viewport: issue through the form, read the clear refusal under `enforce`, open the driver page
+and decode its QR from a screenshot of the screen."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import zxingcpp
+from PIL import Image
+
+from central.tickets import issuers, service
+from central.tickets.settings import TicketSettings
+from ledger.keys import SignerKey
+from ledger.ticket import default_quota_period
+from tests.central.api_support import Server
+from tests.central.cdp import Browser
+from tests.tickets.central_support import (
+    ENT_A,
+    Gate,
+    make_database,
+    make_ingestor,
+    make_token,
+    ticket_app,
+)
+
+ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, Server, Browser, Gate]]:
+    url, drop = make_database()
+    tmp = tmp_path_factory.mktemp("pages")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            gate = Gate("S61082101", tmp, ENT_A)
+            gate.enrol(conn, name="3号矿东磅房")
+            issuers.create_issuer_key(conn, ENT_A, ROOT, now=datetime.now(UTC))
+        with Server(ticket_app(url, TicketSettings(root_key=ROOT))) as server:
+            browser = Browser(tmp / "profile")
+            try:
+                browser.send("Emulation.setDeviceMetricsOverride", **PHONE)
+                yield url, server, browser, gate
+            finally:
+                browser.close()
+                gate.close()
+    finally:
+        drop()
+
+
+def _shot(browser: Browser, name: str) -> Image.Image:
+    out = Path(os.environ.get("COALGATE_SCREENSHOTS", "/tmp")) / f"coalgate-{name}.png"
+    browser.screenshot(out)
+    return Image.open(io.BytesIO(out.read_bytes())).convert("L")
+
+
+def _set(browser: Browser, field: str, value: str) -> None:
+    browser.eval(f"document.getElementById({field!r}).value = {value!r}")
+
+
+def _fill(browser: Browser, planned_t: str) -> None:
+    for field, value in (("plate", "陕K8A3B2"), ("buyer", "鑫源兰炭"), ("destination", "保德县"),
+                         ("coal_type", "洗混煤"), ("planned", planned_t), ("hours", "24")):
+        _set(browser, field, value)
+    browser.eval("document.getElementById('issue').requestSubmit()")
+
+
+def test_issue_through_the_form_then_driver_page_qr_scans_from_the_screen(
+    site: tuple[str, Server, Browser, Gate]
+) -> None:
+    url, server, browser, gate = site
+    token = make_token(url, "enterprise", ENT_A)
+    browser.navigate(f"{server.base}/tickets/new#token={token}")
+    browser.wait_for("document.getElementById('site').options.length === 1", 20, "site list")
+    assert browser.eval("document.documentElement.lang") == "zh-CN"
+    assert browser.eval("document.querySelector('h1').textContent") == "开具电子煤管票"
+    browser.eval("document.getElementById('lang').click()")
+    assert browser.eval("document.querySelector('h1').textContent") == "Issue an e-ticket"
+    browser.eval("document.getElementById('lang').click()")
+    assert "3号矿东磅房" in browser.eval("document.getElementById('site').options[0].text")
+
+    _fill(browser, "34.5")
+    browser.wait_for("!document.getElementById('result').hidden", 20, "issued ticket")
+    browser.wait_for("document.getElementById('result-qr').naturalWidth > 0", 20, "QR image")
+    ticket_id = browser.eval("document.getElementById('ticket-id').textContent")
+    with psycopg.connect(url) as conn:
+        rec = service.get_ticket(conn, ticket_id)
+    assert (rec.planned_net_kg, rec.plate, rec.site) == (34500, "陕K8A3B2", "S61082101")
+    assert (rec.valid_to - rec.valid_from).total_seconds() == 24 * 3600
+    shot = _shot(browser, "form-issued")
+    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [rec.qr]
+
+    # Only local assets: nothing was fetched from any other origin (no CDN).
+    origins = browser.eval("performance.getEntriesByType('resource').map(e => e.name)")
+    assert origins and all(u.startswith(server.base) for u in origins), origins
+
+    # Quota enforced: the form shows the central's refusal, in words.
+    with psycopg.connect(url) as conn:
+        service.set_capacity(conn, ENT_A, default_quota_period(datetime.now(UTC)), 40_000, "t")
+        service.set_policy(conn, ENT_A, "enforce", "t")
+    _fill(browser, "20")
+    browser.wait_for("document.getElementById('message').className === 'error'", 20,
+                     "refusal message")
+    message = browser.eval("document.getElementById('message').textContent")
+    assert "超出核定产能" in message and "剩余 5.5 t" in message
+    _shot(browser, "form-refused")
+
+    # The driver opens the link on a phone.
+    link = browser.eval("document.getElementById('driver-link').href")
+    browser.navigate(link)
+    browser.wait_for("document.getElementById('ticket-qr')", 20, "driver page")
+    assert browser.eval("document.getElementById('state').textContent") == "有效"
+    width = browser.eval(
+        "document.querySelector('#ticket-qr svg').getBoundingClientRect().width")
+    assert width >= 300, f"QR only {width} CSS px wide on a 390 px phone screen"
+    assert browser.eval("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot = _shot(browser, "driver-page")
+    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [rec.qr]
+    browser.eval("document.querySelector('a.lang').click()")
+    browser.wait_for("document.documentElement.lang === 'en'", 20, "English page")
+    assert browser.eval("document.getElementById('state').textContent") == "Valid"
+
+    # After weighing: the same page shows the loading certificate, whose QR anyone can check.
+    with psycopg.connect(url) as conn:
+        ingestor = make_ingestor(conn)
+        seq = gate.load("陕K8A3B2", rec.id, net=34_120, tare=15_380)
+        gate.push(ingestor)
+        gate.checkpoint(ingestor)
+    browser.navigate(link)
+    browser.wait_for(f"document.querySelector('[data-slip=\"{gate.site}/{seq}\"]')", 20,
+                     "loading certificate")
+    assert browser.eval("document.getElementById('state').textContent") == "已使用"
+    assert browser.eval("document.getElementById('ticket-qr')") is None  # used: no QR to show
+    text = browser.eval("document.querySelector('.slip').innerText")
+    assert "装载证明" in text and "34,120 kg" in text and "49,500 kg" in text
+    browser.eval("document.querySelector('.slip').scrollIntoView()")
+    shot = _shot(browser, "driver-slip")
+    slip_url = browser.eval("document.querySelector('.slip a').href")
+    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [slip_url]
+    browser.navigate(slip_url)
+    browser.wait_for("document.getElementById('verdict')", 20, "slip check page")
+    assert "验证通过" in browser.eval("document.getElementById('verdict').textContent")
+    _shot(browser, "slip-check")
