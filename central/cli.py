@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +20,10 @@ from central.auth import ROLES, AuthError, create_token, revoke_token
 from central.db import DatabaseError, connect, migrate, resolve_url
 from central.ingest.cli import ingest
 from central.settings import Settings, SettingsError, load_settings
-from ledger.errors import KeyFormatError
-from ledger.keys import read_verifier
+from central.tickets.cli import app as tickets_app
+from central.tickets.settings import TicketSettings
+from ledger.errors import KeyFormatError, LedgerError
+from ledger.keys import read_signer_file, read_verifier
 
 __all__ = ["app"]
 
@@ -31,6 +34,7 @@ site_app = typer.Typer(help="Enrolled sites (gates) and their keys", no_args_is_
 app.add_typer(token_app, name="token")
 app.add_typer(site_app, name="site")
 app.command("ingest")(ingest)
+app.add_typer(tickets_app, name="tickets")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -78,6 +82,8 @@ def serve(
     import uvicorn
 
     from central.api import create_app
+    from central.tickets.api import router as tickets_router
+    from central.tickets.pages import pages_router
 
     settings = _settings(config)
     try:
@@ -88,8 +94,29 @@ def serve(
     bind_port = settings.api.port if port is None else port
     typer.echo(f"coalgate central: dashboard http://{bind_host}:{bind_port}/dashboard/ , "
                f"API http://{bind_host}:{bind_port}/api/v1 , OpenAPI /openapi.json")
-    uvicorn.run(create_app(settings, url=url), host=bind_host, port=bind_port,
-                log_level="info")
+    api = create_app(settings, url=url, routers=[tickets_router])
+    api.state.tickets = _ticket_settings(settings)
+    # Driver pages and slip verification live at the site root (/t/…, /v/…), not under /api.
+    api.include_router(pages_router)
+    uvicorn.run(api, host=bind_host, port=bind_port, log_level="info")
+
+
+def _ticket_settings(settings: Settings) -> TicketSettings:
+    """E-ticket settings from [tickets], with the witness verifier taken from the witness key."""
+    section = settings.tickets
+    witness_file = settings.ingest.witness_key_file
+    try:
+        root = read_signer_file(section.root_key_file) if section.root_key_file else None
+        witness = read_signer_file(witness_file).verifier if witness_file.exists() else None
+    except LedgerError as exc:
+        raise _fail(f"[tickets]/[witness] key: {exc}") from None
+    return TicketSettings(
+        root_key=root,
+        public_url=section.public_url.rstrip("/"),
+        default_validity=timedelta(hours=section.default_validity_h),
+        max_validity_days=section.max_validity_days,
+        witness=witness,
+    )
 
 
 @token_app.command("create")

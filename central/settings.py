@@ -70,6 +70,15 @@ class RuleSettings(_Section):
     ticket_required_default: bool = False
 
 
+class TicketsSection(_Section):
+    # The bureau's trust-root signer key file (0600): it signs the published issuer trust list.
+    root_key_file: Path | None = None
+    # Base of the driver-page links printed on tickets and slips, e.g. https://coal.example.gov.cn
+    public_url: str = ""
+    default_validity_h: int = Field(default=48, ge=1)
+    max_validity_days: int = Field(default=31, ge=1, le=366)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -77,6 +86,7 @@ class Settings(BaseModel):
     timezone: str = "Asia/Shanghai"
     api: ApiSettings = ApiSettings()
     rules: RuleSettings = RuleSettings()
+    tickets: TicketsSection = TicketsSection()
     ingest: IngestSettings = IngestSettings()
 
 
@@ -110,6 +120,9 @@ def settings_from_mapping(
     """Settings from a parsed TOML document; relative paths are taken from ``base``."""
     doc = _merge(dict(doc), _env_overrides(os.environ if env is None else env))
     ours = {k: v for k, v in doc.items() if k not in _INGEST_TABLES}
+    tickets = ours.get("tickets")
+    if isinstance(tickets, Mapping) and isinstance(tickets.get("root_key_file"), str):
+        ours["tickets"] = {**tickets, "root_key_file": base / tickets["root_key_file"]}
     try:
         ingest = ingest_from_mapping(doc, base=base)
         return Settings.model_validate({**ours, "ingest": ingest})

@@ -22,8 +22,10 @@ __all__ = [
     "TruckPlan",
     "central_config_toml",
     "gate_policy",
+    "registered_vehicles",
     "scenario_toml",
     "site_config_toml",
+    "shown_plates",
     "site_plans",
 ]
 
@@ -173,6 +175,22 @@ def scenario_toml(plan: SitePlan, seed: int) -> str:
     return "\n".join(lines)
 
 
+def shown_plates(truck: TruckPlan) -> tuple[str, ...]:
+    """Plates the camera shows for this truck: its own, and a swapped one if it cheats so."""
+    swapped = [str(t["shown_plate"]) for t in (truck.cheat.tables if truck.cheat else ())
+               if t.get("kind") == "plate_swap"]
+    return (truck.plate, *swapped)
+
+
+def registered_vehicles(plan: SitePlan) -> list[tuple[str, TruckPlan]]:
+    """The vehicle register (车辆备案) of the site: every plate a camera will show.
+
+    A swapped plate is registered too — to a like truck, as a cloned plate (套牌) would be —
+    so the gate weighs the truck and the swap shows up as a ticket for another plate.
+    """
+    return [(plate, t) for t in plan.trucks for plate in shown_plates(t)]
+
+
 def gate_policy(speed: float) -> dict[str, Any]:
     """Gate policy for a simulator running ``speed`` times real time.
 
@@ -227,9 +245,9 @@ def site_config_toml(
     io = endpoints["modbus"]["gate_io_tcp"]
     policy = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gate_policy(speed).items())
     vehicles = "\n".join(
-        f'[[vehicles]]\nplate = {json.dumps(t.plate, ensure_ascii=False)}\naxles = {t.axles}\n'
+        f'[[vehicles]]\nplate = {json.dumps(plate, ensure_ascii=False)}\naxles = {t.axles}\n'
         f"tare_kg = {t.tare_kg}\n"
-        for t in plan.trucks
+        for plate, t in registered_vehicles(plan)
     )
     camera = endpoints.get("camera") or {}
     snapshot = f'snapshot_url = "{camera["snapshot"]}"\n' if camera.get("snapshot") else ""
