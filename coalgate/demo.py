@@ -137,16 +137,21 @@ async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
             with contextlib.suppress(ValueError):
                 rec = json.loads(line)
                 truck = gate.trucks.get(rec.get("plate", ""))
-                # The lane camera's ANPR pushes the plate it sees as the truck reaches the
-                # entry loop. (The simulator's own --anpr-push speaks a vendor format.)
-                if rec.get("event") == "arrived":
-                    plate = rec.get("shown_plate") or rec.get("plate")
-                    with contextlib.suppress(Exception):
-                        await http.post(gate.console + "/api/anpr",
-                                        json={"plate": plate, "confidence": 0.95})
-                # The driver scans the e-ticket as the truck rolls onto the platform.
-                if (rec.get("event") == "on_platform" and rec.get("pass") == "gross"
-                        and truck is not None and truck.ticket):
+                if rec.get("event") != "on_platform" or truck is None:
+                    continue
+                # The lane camera's ANPR pushes the plate it sees as the truck rolls onto the
+                # platform (not at the queue: a push per queued truck would name several
+                # plates for one weighing). The simulator's own --anpr-push speaks a vendor
+                # format the console does not take, so the demo plays the camera.
+                shown = next((str(c["shown_plate"]) for c in
+                              (truck.cheat.tables if truck.cheat else ())
+                              if c.get("kind") == "plate_swap" and
+                              c.get("pass", "gross") == rec.get("pass")), truck.plate)
+                with contextlib.suppress(Exception):
+                    await http.post(gate.console + "/api/anpr",
+                                    json={"plate": shown, "confidence": 0.95})
+                # The driver scans the e-ticket on the loaded pass.
+                if rec.get("pass") == "gross" and truck.ticket:
                     text = _issue_ticket(gate, truck, issuer_key)
                     with contextlib.suppress(Exception):
                         await http.post(gate.console + "/api/scan", json={"text": text})

@@ -13,7 +13,7 @@ short round of honest trucks and scripted cheats, repeated until the demo stops
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
@@ -136,14 +136,24 @@ def site_plans(n: int) -> list[SitePlan]:
         if i >= len(templates):
             site_id = f"{site_id}-{i + 1}"
             name = f"{name}（{i + 1}）"
-            # Plates are per site, so alarms map to one truck; keep the province prefix.
-            trucks = tuple(
-                TruckPlan(**{**t.__dict__, "plate": f"{t.plate[:3]}{i + 1:02d}{t.plate[5:]}"})
-                for t in trucks
-            )
+            trucks = tuple(_renumbered(t, i + 1) for t in trucks)
         plans.append(SitePlan(site_id, name, enterprise, SCALE_KINDS[i % len(SCALE_KINDS)],
                               lat + 0.01 * (i // len(templates)), lon, trucks))
     return plans
+
+
+def _renumbered(truck: TruckPlan, n: int) -> TruckPlan:
+    """The truck for site ``n``: plates are per site, so an alarm maps to one truck."""
+
+    def plate(p: str) -> str:
+        return f"{p[:3]}{n:02d}{p[5:]}"  # keep the province and city letter: 陕K + nn + rest
+
+    cheat = truck.cheat
+    if cheat is not None:
+        tables = tuple({**t, "shown_plate": plate(str(t["shown_plate"]))}
+                       if t.get("kind") == "plate_swap" else t for t in cheat.tables)
+        cheat = CheatPlan(cheat.label, tables, cheat.expect)
+    return replace(truck, plate=plate(truck.plate), cheat=cheat)
 
 
 def scenario_toml(plan: SitePlan, seed: int) -> str:

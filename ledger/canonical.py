@@ -35,7 +35,7 @@ from typing import Any
 
 from ledger.errors import EntryError
 
-__all__ = ["MAX_SAFE_INT", "canonical_json"]
+__all__ = ["MAX_SAFE_INT", "canonical_json", "check_json_value"]
 
 # I-JSON (RFC 7493) / JCS: integers beyond 2^53 cannot round-trip through other JSON readers.
 MAX_SAFE_INT = 2**53 - 1
@@ -57,7 +57,7 @@ _AS_GIVEN = json.JSONEncoder(
 
 
 class _Refused(Exception):
-    """Internal: the value holds something JCS-for-ledgers does not allow; explain() says what."""
+    """Internal: the value holds something JCS-for-ledgers does not allow; _explain says what."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -76,12 +76,25 @@ def canonical_json(value: Any) -> bytes:
             text = _SORTED.encode(value)
         return text.encode("utf-8")
     except (_Refused, UnicodeEncodeError, TypeError, ValueError):
-        _explain(value, "")
-        raise EntryError(f"{value!r:.80} cannot be written as RFC 8785 JSON") from None
+        raise _refusal(value, "") from None
     except RecursionError:
         raise EntryError(
             "value is nested too deeply (or contains itself) to be written as JSON"
         ) from None
+
+
+def check_json_value(value: Any, path: str = "value") -> None:
+    """Refuse what :func:`canonical_json` refuses, without serialising — except lone surrogates.
+
+    Those are only found when the text is encoded (:func:`canonical_json` refuses them); looking
+    for them here would cost a pass over every string. ``path`` names ``value`` in messages.
+    """
+    try:
+        _scan_value(value)
+    except _Refused:
+        raise _refusal(value, path) from None
+    except RecursionError:
+        raise EntryError(f"{path}: nested too deeply (or contains itself)") from None
 
 
 # --------------------------------------------------------------------------- the fast walk
@@ -188,6 +201,17 @@ def _normalise(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ the words
+
+
+def _refusal(value: Any, path: str) -> EntryError:
+    """The error to raise for a refused value: the first fault found, named with its place."""
+    try:
+        _explain(value, path)
+    except EntryError as exc:
+        return exc
+    except RecursionError:
+        pass
+    return EntryError(f"{path or 'value'}: cannot be written as RFC 8785 JSON")
 
 
 def _explain(value: Any, path: str) -> None:

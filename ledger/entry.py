@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from ledger.canonical import MAX_SAFE_INT, canonical_json
+from ledger.canonical import MAX_SAFE_INT, canonical_json, check_json_value
 from ledger.errors import ChainError, EntryError, LedgerError, SignatureError
 from ledger.keys import SignerKey, VerifierKey
 
@@ -73,29 +73,10 @@ def check_body(value: Any, path: str = "body") -> None:
     """Bodies are JSON objects of strings, integers, booleans, null, lists and objects.
 
     Floats are refused: weights are integer kilograms, and floats do not survive every
-    JSON reader byte for byte.
+    JSON reader byte for byte. The check is the canonicaliser's own (ledger.canonical), so
+    what passes here is exactly what it will write (lone surrogates are refused when it does).
     """
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INT:
-            raise EntryError(f"{path}: integer {value} is outside ±(2^53−1); store it as a string")
-        return
-    if isinstance(value, float):
-        raise EntryError(
-            f"{path}: {value!r} is a float; use integers (kilograms, per-mille, milliseconds)"
-        )
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            check_body(item, f"{path}[{i}]")
-        return
-    if isinstance(value, Mapping):
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise EntryError(f"{path}: key {k!r} is not a string")
-            check_body(item, f"{path}.{k}")
-        return
-    raise EntryError(f"{path}: {type(value).__name__} is not a JSON value")
+    check_json_value(value, path)
 
 
 def parse_json_body(text: str) -> dict[str, Any]:

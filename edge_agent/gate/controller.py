@@ -639,8 +639,12 @@ class GateController:
     def _on_plate(self, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
         t = self.txn
         same_camera = [r for r in t.plates if r.camera == ev.camera] if t else []
+        next_in_line = (
+            t is not None and t.beams_clear_once and self.io.loop_entry and ev.camera == "front"
+            and not any(r.plate == ev.plate for r in t.plates)
+        )
         if (
-            t is None or self.state in (RELEASED, LEAVING)
+            t is None or self.state in (RELEASED, LEAVING) or next_in_line
             or (same_camera and all(r.plate != ev.plate for r in same_camera))
         ):
             # No truck, or this camera already read a different plate for the truck on the

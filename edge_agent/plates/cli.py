@@ -15,7 +15,7 @@ app = typer.Typer(help="Read Chinese licence plates from camera frames", no_args
 def _load(path: Path) -> object:
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
     if img is None:
         typer.echo(f"error: cannot read image {path}: missing or not an image "
                    "(JPEG, PNG, BMP)", err=True)

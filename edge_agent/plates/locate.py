@@ -60,7 +60,6 @@ def locate(frame: np.ndarray, max_candidates: int = 4, min_width: int = 90) -> l
     small = cv2.resize(frame, None, fx=_SCALE, fy=_SCALE, interpolation=cv2.INTER_AREA)
     # Smooth first: sensor noise on the dark bumper otherwise reads as saturated colour.
     hsv = cv2.cvtColor(cv2.GaussianBlur(small, (5, 5), 0), cv2.COLOR_BGR2HSV)
-    gray_full = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     found: list[Candidate] = []
     for color, (lo, hi) in _COLOUR_RANGES.items():
         mask = cv2.inRange(hsv, np.array(lo, np.uint8), np.array(hi, np.uint8))
@@ -74,7 +73,7 @@ def locate(frame: np.ndarray, max_candidates: int = 4, min_width: int = 90) -> l
             area = cv2.contourArea(c)
             if area < 250 or area > 20000:
                 continue
-            cand = _candidate(frame, gray_full, c, color, area)
+            cand = _candidate(frame, c, color, area)
             if cand is not None and cand.bbox[2] >= min_width:
                 found.append(cand)
     # Edge cue: rows of characters give dense vertical strokes even when the plate's colour
@@ -96,7 +95,7 @@ def locate(frame: np.ndarray, max_candidates: int = 4, min_width: int = 90) -> l
         if dominant is None or any(_overlap(f.bbox, (2 * x, 2 * y, 2 * w, 2 * h)) > 0.5
                                 for f in found):
             continue
-        cand = _candidate(frame, gray_full, c, dominant, area)
+        cand = _candidate(frame, c, dominant, area)
         if cand is not None and cand.bbox[2] >= min_width:
             found.append(cand)
     found.sort(key=lambda c: -c.score)
@@ -123,7 +122,7 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return inter / max(1, min(a[2] * a[3], b[2] * b[3]))
 
 
-def _candidate(frame: np.ndarray, gray: np.ndarray, contour: np.ndarray, color: str,
+def _candidate(frame: np.ndarray, contour: np.ndarray, color: str,
                area: float) -> Candidate | None:
     (cx, cy), (w, h), ang = cv2.minAreaRect(contour)
     if w < h:  # make width the long side

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -17,8 +18,8 @@ import rfc8785
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import MAX_SAFE_INT, canonical_json
-from ledger.entry import ZERO_HASH, Entry, SignedEntry
+from ledger.canonical import MAX_SAFE_INT, canonical_json, check_json_value
+from ledger.entry import ZERO_HASH, Entry, SignedEntry, check_body
 from ledger.errors import EntryError
 
 # Characters where a JSON encoder and JCS could part ways, and keys whose UTF-16 order is not
@@ -249,3 +250,31 @@ def test_leaf_is_computed_once_and_matches_signed_entry() -> None:
                   body={"gross_kg": 48960}, prev=ZERO_HASH)
     assert entry.leaf_bytes() is entry.leaf_bytes()
     assert SignedEntry(entry.leaf_bytes(), bytes(64)).hash == entry.entry_hash()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"w": [1, {"kg": 1.5}]}, "body.w[1].kg: 1.5 is a float"),
+        ({"big": -(2**60)}, "body.big: integer -1152921504606846976 is outside ±(2^53−1)"),
+        ({"m": {3: "x"}}, "body.m: key 3 is not a string"),
+        ({"t": (1, 2)}, "body.t: tuple is not a JSON value"),
+    ],
+)
+def test_body_check_is_the_canonicalisers_and_names_the_place(
+    body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(EntryError, match=re.escape(message)):
+        check_body(body)
+    with pytest.raises(EntryError, match=re.escape(message)):
+        Entry(site="mine-a", seq=0, ts="2026-11-28T12:00:00.000Z", kind="weighing",
+              body=body, prev=ZERO_HASH)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_VALUES)
+def test_body_check_accepts_exactly_what_canonicalises(value: Any) -> None:
+    check_json_value(value)  # allowed values pass...
+    check_json_value({"a": [value]})
+    with pytest.raises(EntryError):  # ...and one float anywhere does not
+        check_json_value({"a": [value, 0.5]})

@@ -43,10 +43,17 @@ def ev(probs: tuple[float, ...], margin: float = 8.0) -> Evidence:
 
 
 def test_confidence_is_bounded_and_rises_with_evidence() -> None:
-    values = [calibrate(ev((p,) * 7)) for p in np.linspace(0.005, 0.999, 25)]
+    # In real evidence the beam margin grows with the characters' probabilities.
+    values = [calibrate(ev((p,) * 7, margin=10 * p)) for p in np.linspace(0.005, 0.999, 25)]
     assert values == sorted(values)
     assert 0.0 <= min(values) and max(values) <= 1.0
-    assert min(values) < 0.2 and max(values) > 0.99
+    assert min(values) < 0.05 and max(values) > 0.99
+
+
+def test_weak_characters_cap_confidence_whatever_the_margin() -> None:
+    # Outside the fitted data the logistic model alone would be optimistic.
+    assert calibrate(ev((0.3,) * 7, margin=10.0)) <= 0.3 ** 0.25 + 1e-9
+    assert calibrate(ev((0.3,) + (1.0,) * 6, margin=10.0)) < 0.75
 
 
 def test_a_doubtful_character_or_a_close_rival_lowers_confidence() -> None:
