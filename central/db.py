@@ -168,7 +168,33 @@ def stop_embedded(data_dir: Path) -> None:
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     except Exception as exc:
-        raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        # pg_ctl runs as the server's user, who may not be able to enter a private parent
+        # directory (pytest's tmp dirs are 0700 root). SIGINT is PostgreSQL's fast shutdown.
+        if not _signal_stop(pgdata):
+            raise DatabaseError(
+                f"could not stop the embedded PostgreSQL in {pgdata}: {exc}; "
+                f"stop it with: kill -INT $(head -1 {pgdata / 'postmaster.pid'})"
+            ) from exc
+
+
+def _signal_stop(pgdata: Path, timeout: float = 30.0) -> bool:
+    """Fast shutdown by signal to the postmaster; True once it has exited."""
+    import signal
+    import time
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError, IndexError):
+        return not (pgdata / "postmaster.pid").exists()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:

@@ -22,11 +22,13 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -94,8 +96,13 @@ class Gate:
     trucks: dict[str, TruckPlan]
     truth_pos: int = 0
     held_since: dict[str, float] = field(default_factory=dict)
+    identify_since: dict[str, float] = field(default_factory=dict)
+    shown: str | None = None  # the plate the camera last pushed
+    qr: dict[str, str] = field(default_factory=dict)  # plate -> the QR its driver holds
     released: set[str] = field(default_factory=set)
     tickets_issued: int = 0
+    driver: asyncio.Task[None] | None = None
+    driver_stop: asyncio.Event | None = None
 
     @property
     def console(self) -> str:
@@ -124,6 +131,22 @@ def _issue_ticket(gate: Gate, truck: TruckPlan, issuer_key: Any) -> str:
     return issue_ticket(ticket, issuer_key)
 
 
+async def _driver_loop(gate: Gate, issuer_key: Any, stop: asyncio.Event) -> None:
+    """The driver and operator of one gate, from the moment its agent is up.
+
+    The camera must name a truck while it drives on: once it stands on the platform with the
+    next truck on the entry loop, the gate takes a new plate reading for the next truck.
+    """
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2) as http:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # a restarting gate: try again next pass
+                await _drive(gate, http, issuer_key)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+
 async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
     """One pass of the driver and operator loop for a gate (called every few hundred ms)."""
     truth = gate.dir / "truth.jsonl"
@@ -147,12 +170,14 @@ async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
                               (truck.cheat.tables if truck.cheat else ())
                               if c.get("kind") == "plate_swap" and
                               c.get("pass", "gross") == rec.get("pass")), truck.plate)
+                gate.shown = shown
                 with contextlib.suppress(Exception):
                     await http.post(gate.console + "/api/anpr",
                                     json={"plate": shown, "confidence": 0.95})
                 # The driver scans the e-ticket on the loaded pass.
+                gate.qr.pop(shown, None)
                 if rec.get("pass") == "gross" and truck.ticket:
-                    text = _issue_ticket(gate, truck, issuer_key)
+                    text = gate.qr[shown] = _issue_ticket(gate, truck, issuer_key)
                     with contextlib.suppress(Exception):
                         await http.post(gate.console + "/api/scan", json={"text": text})
     try:
@@ -160,6 +185,19 @@ async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
     except Exception:
         return
     txn = st.get("txn")
+    if st.get("state") == "identify" and txn:
+        # Waiting for a plate or ticket longer than the gate's own timeout: the camera reads
+        # again and the driver shows the QR again, as they would at a real lane.
+        since = gate.identify_since.setdefault(txn, time.monotonic())
+        if time.monotonic() - since > 4.0 and gate.shown is not None:
+            gate.identify_since[txn] = time.monotonic()
+            with contextlib.suppress(Exception):
+                await http.post(gate.console + "/api/anpr",
+                                json={"plate": gate.shown, "confidence": 0.95})
+                if gate.shown in gate.qr:
+                    await http.post(gate.console + "/api/scan",
+                                    json={"text": gate.qr[gate.shown]})
+        return
     if st.get("state") != "held" or not txn or txn in gate.released:
         return
     first = gate.held_since.setdefault(txn, time.monotonic())
@@ -187,6 +225,13 @@ def _signer(path: Path, name: str) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_signer_file(path, key)
     return key
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
 
 
 def _trust_note(data_dir: Path) -> tuple[Any, str]:
@@ -248,11 +293,12 @@ async def _wait_http(url: str, child: Child, timeout: float, what: str) -> None:
                     f"see {child.log_path}:\n{child.log_tail()}")
 
 
-async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int) -> None:
+async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, issuer_key: Any) -> None:
     ep = gate.dir / "endpoints.json"
     ep.unlink(missing_ok=True)
-    gate.truth_pos = 0
-    (gate.dir / "truth.jsonl").unlink(missing_ok=True)
+    # The simulator appends to the truth log; a restarted one adds to what happened before.
+    truth = gate.dir / "truth.jsonl"
+    gate.truth_pos = truth.stat().st_size if truth.exists() else 0
     gate.sim.start()
     deadline = time.monotonic() + 60
     while not ep.exists():
@@ -267,10 +313,23 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int) -> None:
     (gate.dir / "site.toml").write_text(site_config_toml(
         gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=_edge_protocol_key(),
+        # Absolute: the agent reads [mqtt] password_file relative to its working directory.
+        mqtt_password_file=str(gate.dir / "mqtt.password"),
     ), encoding="utf-8")
     gate.edge.start()
     await _wait_http(gate.console + "/api/state", gate.edge, 60,
                      f"gate agent of {gate.plan.site_id}")
+    gate.driver_stop = asyncio.Event()
+    gate.driver = asyncio.create_task(_driver_loop(gate, issuer_key, gate.driver_stop),
+                                      name=f"driver-{gate.plan.site_id}")
+
+
+async def _stop_driver(gate: Gate) -> None:
+    if gate.driver is not None and gate.driver_stop is not None:
+        gate.driver_stop.set()
+        with contextlib.suppress(Exception):
+            await gate.driver
+        gate.driver = None
 
 
 def _edge_protocol_key() -> str | None:
@@ -283,19 +342,21 @@ def _edge_protocol_key() -> str | None:
 # -- stop ------------------------------------------------------------------------------------
 
 
-def _flush_outboxes(gates: list[Gate], site_keys: dict[str, Any], mqtt_port: int,
+def _flush_outboxes(gates: list[Gate], mqtt_port: int,
                     timeout: float) -> dict[str, tuple[int, int]]:
     """Send what the stopped gates still hold, from their ledgers; returns site → (acked, size)."""
     from edge_agent.sync.mqtt import MqttSettings
     from edge_agent.sync.outbox import Outbox
     from ledger.store import LedgerStore
 
-    settings = MqttSettings(port=mqtt_port, protocol=MQTT_PROTOCOL, keepalive=10)
     boxes = []
     for g in gates:
         path = g.dir / "ledger.sqlite"
         if not path.exists():
             continue
+        settings = MqttSettings(
+            port=mqtt_port, protocol=MQTT_PROTOCOL, keepalive=10, username=g.plan.site_id,
+            password=(g.dir / "mqtt.password").read_text(encoding="utf-8").strip())
         store = LedgerStore.open(path, site=g.plan.site_id)
         box = Outbox(store, g.plan.site_id, settings, batch_size=200, ack_timeout=5,
                      poll_interval=0.05, checkpoint_interval=3600,
@@ -337,7 +398,7 @@ def _central_summary(url: str, plans: list[SitePlan]) -> list[str]:
 async def run_demo(opts: DemoOptions) -> int:
     """Run the demo until ``opts.duration`` passes or SIGINT/SIGTERM; returns an exit status."""
     from central.db import DatabaseError, DatabaseSettings, resolve_url, stop_embedded
-    from coalgate.broker import BrokerError, EmbeddedBroker
+    from coalgate.broker import BrokerError, EmbeddedBroker, site_acls
     from edge_agent.sync.mqtt import PROTOCOL_ENV
 
     data = opts.data_dir.resolve()
@@ -348,6 +409,8 @@ async def run_demo(opts: DemoOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    loop.set_exception_handler(partial(_log_loop_error, data / "logs" / "broker.log"))
 
     broker: EmbeddedBroker | None = None
     central: list[Child] = []
@@ -369,7 +432,15 @@ async def run_demo(opts: DemoOptions) -> int:
         issuer_key, trust_note = _trust_note(data)
         tokens = await asyncio.to_thread(_prepare_database, db_url, plans, site_keys)
 
-        broker = EmbeddedBroker(opts.host)
+        # Per-site broker logins and the ACL of config/mosquitto/acl: a gate may publish only
+        # under its own topic. Fresh passwords on every run.
+        passwords = {p.site_id: secrets.token_urlsafe(18) for p in plans}
+        passwords["central"] = secrets.token_urlsafe(18)
+        for p in plans:
+            _write_private(data / "sites" / p.site_id / "mqtt.password", passwords[p.site_id])
+        publish_acl, subscribe_acl = site_acls([p.site_id for p in plans])
+        broker = EmbeddedBroker(opts.host, users=passwords, publish_acl=publish_acl,
+                                subscribe_acl=subscribe_acl, state_dir=central_dir)
         try:
             await broker.start()
         except BrokerError as exc:
@@ -380,6 +451,7 @@ async def run_demo(opts: DemoOptions) -> int:
         (central_dir / "central.toml").write_text(central_config_toml(
             database_url=db_url, data_dir=str(central_dir), mqtt_host=opts.host,
             mqtt_port=broker.port, api_port=api_port, mqtt_protocol=MQTT_PROTOCOL,
+            mqtt_password=passwords["central"],
         ), encoding="utf-8")
         cfg = str(central_dir / "central.toml")
         logs = data / "logs"
@@ -416,8 +488,12 @@ async def run_demo(opts: DemoOptions) -> int:
             ], logs / f"edge-{p.site_id}.log", env=env)
             gates.append(Gate(p, gdir, sim, edge, port, {t.plate: t for t in p.trucks}))
         for g in gates:
+            if stop.is_set():
+                break
             say(f"启动磅站 starting gate {g.plan.site_id} — {g.plan.scale_label} …")
-            await _start_gate(g, opts, broker.port)
+            await _start_gate(g, opts, broker.port, issuer_key)
+        if stop.is_set():
+            raise DemoError("stopped while starting (Ctrl-C)")
 
         info = {
             "dashboard": f"{api}/dashboard/",
@@ -445,11 +521,13 @@ async def run_demo(opts: DemoOptions) -> int:
     finally:
         say("正在停止 / stopping …")
         for g in gates:
+            await _stop_driver(g)
+        for g in gates:
             g.edge.stop()
         for g in gates:
             g.sim.stop()
         if broker is not None and gates and any(c.running() for c in central[:1]):
-            flushed = await asyncio.to_thread(_flush_outboxes, gates, site_keys, broker.port, 30)
+            flushed = await asyncio.to_thread(_flush_outboxes, gates, broker.port, 30)
             for site, (acked, size) in flushed.items():
                 if acked < size - 1:
                     say(f"注意 note: {site} 尚有 {size - 1 - acked} 条未确认 entries not yet "
@@ -469,8 +547,28 @@ async def run_demo(opts: DemoOptions) -> int:
             status = 1
         with contextlib.suppress(OSError):
             (data / "demo.json").unlink()
-        say("已停止，无残留进程 / stopped; nothing left running")
+        left = [c.name for c in central + [x for g in gates for x in (g.sim, g.edge)]
+                if c.running()]
+        if (central_dir / "pgdata" / "postmaster.pid").exists():
+            left.append("PostgreSQL")
+        if left:
+            print(f"error: still running after the stop: {', '.join(left)}", file=sys.stderr)
+            status = 1
+        else:
+            say("已停止，无残留进程 / stopped; nothing left running")
     return status
+
+
+def _log_loop_error(path: Path, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+    """Errors of the in-process broker's connection tasks go to its log, not the screen.
+
+    amqtt 0.12 raises "dictionary changed size during iteration" now and then when clients
+    disconnect while others connect; the session is ending anyway and nothing is lost (gates
+    resend from their last ack).
+    """
+    exc = ctx.get("exception")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%H:%M:%S')} {ctx.get('message')}: {exc!r}\n")
 
 
 def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
@@ -496,37 +594,32 @@ def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
 
 async def _supervise(gates: list[Gate], central: list[Child], opts: DemoOptions,
                      stop: asyncio.Event, mqtt_port: int, issuer_key: Any) -> None:
-    import httpx
-
+    """Until stop or the duration: restart a crashed child (a gate as a pair), say so."""
     end = time.monotonic() + opts.duration if opts.duration else None
-    last_check = 0.0
-    async with httpx.AsyncClient(timeout=2) as http:
-        while not stop.is_set():
-            if end is not None and time.monotonic() >= end:
-                break
-            await asyncio.gather(*(_drive(g, http, issuer_key) for g in gates))
-            now = time.monotonic()
-            if now - last_check >= 1.0:
-                last_check = now
-                for c in central:
-                    if not c.running():
-                        say(f"警告 warning: {c.name} 退出 exited (status {c.exited()}); "
-                            f"restarting. Last lines of {c.log_path}:\n{c.log_tail(8)}")
-                        c.restart()
-                for g in gates:
-                    if not (g.sim.running() and g.edge.running()):
-                        dead = g.sim if not g.sim.running() else g.edge
-                        say(f"警告 warning: {dead.name} 退出 exited (status {dead.exited()}); "
-                            f"restarting gate {g.plan.site_id}. Last lines of "
-                            f"{dead.log_path}:\n{dead.log_tail(8)}")
-                        if dead.restarts >= dead.max_restarts:
-                            dead.restart()  # raises ChildFailed with the log tail
-                        dead.restarts += 1
-                        g.edge.stop()
-                        g.sim.stop()
-                        await _start_gate(g, opts, mqtt_port)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.3)
+    while not stop.is_set():
+        if end is not None and time.monotonic() >= end:
+            break
+        for c in central:
+            if not c.running():
+                say(f"警告 warning: {c.name} 退出 exited (status {c.exited()}); "
+                    f"restarting. Last lines of {c.log_path}:\n{c.log_tail(8)}")
+                c.restart()  # raises ChildFailed (with the log tail) when out of restarts
+        for g in gates:
+            if g.sim.running() and g.edge.running():
+                continue
+            dead = g.sim if not g.sim.running() else g.edge
+            say(f"警告 warning: {dead.name} 退出 exited (status {dead.exited()}); "
+                f"restarting gate {g.plan.site_id} (simulator and agent). Last lines of "
+                f"{dead.log_path}:\n{dead.log_tail(8)}")
+            if dead.restarts >= dead.max_restarts:
+                dead.restart()  # raises ChildFailed with the log tail
+            dead.restarts += 1
+            await _stop_driver(g)
+            g.edge.stop()
+            g.sim.stop()
+            await _start_gate(g, opts, mqtt_port, issuer_key)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 @app.command()

@@ -156,6 +156,11 @@ def _renumbered(truck: TruckPlan, n: int) -> TruckPlan:
     return replace(truck, plate=plate(truck.plate), cheat=cheat)
 
 
+# Simulated seconds before the first truck arrives: the gate agent starts after the simulator
+# (it needs the simulator's endpoints) and must be watching when the first truck drives on.
+FIRST_ARRIVAL_S = 16.0
+
+
 def scenario_toml(plan: SitePlan, seed: int) -> str:
     """The simulator scenario for one round of the site's traffic (docs/simulator.md)."""
     lines = [
@@ -173,7 +178,7 @@ def scenario_toml(plan: SitePlan, seed: int) -> str:
             f"axles = {t.axles}",
             f"tare_kg = {t.tare_kg}",
             f"load_kg = {t.load_kg}",
-            f"arrive_s = {t.arrive_s}",
+            f"arrive_s = {t.arrive_s + FIRST_ARRIVAL_S}",
             f'passes = "{t.passes}"',
             f"return_after_s = {t.return_after_s}",
             f"dwell_s = {t.dwell_s}",
@@ -246,6 +251,7 @@ def site_config_toml(
     mqtt_port: int,
     speed: float,
     mqtt_protocol: str | None = None,
+    mqtt_password_file: str | None = None,
 ) -> str:
     """The gate agent's site config (config/site.example.toml) for the simulator's endpoints.
 
@@ -262,6 +268,9 @@ def site_config_toml(
     camera = endpoints.get("camera") or {}
     snapshot = f'snapshot_url = "{camera["snapshot"]}"\n' if camera.get("snapshot") else ""
     protocol = f'protocol = "{mqtt_protocol}"\n' if mqtt_protocol else ""
+    if mqtt_password_file:  # the broker login is the site id (config/mosquitto/acl: %u)
+        protocol += (f'username = "{plan.site_id}"\n'
+                     f"password_file = {json.dumps(mqtt_password_file)}\n")
     return f"""# Written by `coalgate demo` for {plan.site_id}; the production form of this file is
 # config/site.example.toml. Scale: {plan.scale_label}.
 [site]
@@ -309,8 +318,11 @@ def central_config_toml(
     mqtt_port: int,
     api_port: int,
     mqtt_protocol: str = "3.1.1",
+    mqtt_password: str | None = None,
 ) -> str:
     """The central's config (config/central.example.toml) for the demo's embedded services."""
+    login = (f'username = "central"\npassword = {json.dumps(mqtt_password)}\n'
+             if mqtt_password else "")
     return f"""# Written by `coalgate demo`; the production form is config/central.example.toml.
 timezone = "Asia/Shanghai"
 
@@ -326,7 +338,7 @@ port = {mqtt_port}
 # the demo runs one ingest worker. Production brokers use "5".
 protocol = "{mqtt_protocol}"
 keepalive = 15
-
+{login}
 [witness]
 key_file = "witness.key"
 name = "coalgate-central"

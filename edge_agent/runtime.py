@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_agent.config import SiteConfig
-from edge_agent.devices.io import GateIO, make_io
+from edge_agent.devices.io import GateIO, NoIO, make_io
 from edge_agent.devices.scale import ModbusScale, StreamScale, make_scale
 from edge_agent.devices.scanner import LineScanner
 from edge_agent.devices.streams import DeviceLost
@@ -216,6 +216,8 @@ class Agent:
                     queue[:0] = self.ctrl.handle(Recorded(a.ref, seq), self.now_ms())
             elif isinstance(a, Barrier):
                 try:
+                    if not getattr(self.io, "online", False):
+                        await self._wait_io_online(2.0)  # e.g. the barrier-down at start-up
                     await self.io.barrier(a.up)
                     if a.up and self._stable_at is not None:
                         self.latency_ms.append((time.perf_counter() - self._stable_at) * 1000)
@@ -232,6 +234,11 @@ class Agent:
                     from datetime import UTC, datetime
 
                     self.verifier.mark_used(a.ticket_id, seq=a.seq, now=datetime.now(UTC))
+
+    async def _wait_io_online(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not getattr(self.io, "online", False) and time.monotonic() < end:
+            await asyncio.sleep(0.05)
 
     def _note_txn(self, body: dict[str, Any], seq: int, entry_hash: str,
                   hms: str | None = None) -> None:
@@ -357,6 +364,8 @@ class Agent:
             self.console_port = bound
             self.log("console", url=f"http://{self.cfg.console.host}:{bound}/")
         self._start_outbox()
+        if isinstance(self.io, NoIO):
+            self.emit(Inputs())  # no beams or loops to read: start from "all clear"
         main = loop.create_task(self._controller_loop(), name="controller")
         self.log("started", site=self.cfg.site.id)
         stop = loop.create_task(self.stopping.wait())

@@ -93,15 +93,18 @@ def test_generated_files_are_valid_for_the_production_commands(tmp_path: Path) -
             len(t.cheat.tables) for t in plan.trucks if t.cheat)
         cfg = parse_config(tomllib.loads(site_config_toml(
             plan, _fake_endpoints(tmp_path), console_port=8123, mqtt_host="127.0.0.1",
-            mqtt_port=1883, speed=4.0)), "site.toml")
+            mqtt_port=1883, speed=4.0, mqtt_password_file="/x/mqtt.password")), "site.toml")
         assert cfg.site.id == plan.site_id and cfg.policy.ticket_required
         assert {v.plate for v in cfg.vehicles} == {p for p, _ in registered_vehicles(plan)}
         assert cfg.mqtt is not None and cfg.mqtt.port == 1883
+        assert cfg.mqtt.username == plan.site_id  # the broker login is the site id
+        assert cfg.mqtt.password_file == "/x/mqtt.password"
     central = tomllib.loads(central_config_toml(
         database_url="postgresql://x@/coalgate?host=/tmp", data_dir=str(tmp_path),
-        mqtt_host="127.0.0.1", mqtt_port=1884, api_port=8124))
+        mqtt_host="127.0.0.1", mqtt_port=1884, api_port=8124, mqtt_password="p\"w"))
     settings = settings_from_mapping(central, base=tmp_path, env={})
     assert settings.ingest.mqtt.protocol == "3.1.1"
+    assert (settings.ingest.mqtt.username, settings.ingest.mqtt.password) == ("central", 'p"w')
     assert not settings.ingest.mqtt.shared_subscriptions
     assert settings.api.port == 8124
 
@@ -255,12 +258,18 @@ def test_demo_runs_the_whole_system_and_leaves_nothing(tmp_path: Path, central_d
             while not http.get(f"{api}/alarms", headers=bureau).json():
                 assert time.monotonic() < wait_until, "no alarm on the API within 60 s"
                 time.sleep(1)
+        # The ingest worker dies mid-run: the demo restarts it, the gates resend, nothing lost.
+        ingest = [p for p in _processes_mentioning(str(data / "central" / "central.toml"))
+                  if " ingest " in p]
+        assert len(ingest) == 1, ingest
+        os.kill(int(ingest[0].split(":")[0]), signal.SIGKILL)
         out, _ = proc.communicate(timeout=150)
     finally:
         _stop_demo(proc)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     assert "dashboard" in text and info["tokens"]["bureau"] in text
+    assert "central ingest 退出 exited (status -9); restarting" in text, text[-3000:]
     for site in info["sites"].values():
         assert site["console"] in text
     ports = [int(info["api"].split(":")[2].split("/")[0]), int(info["mqtt"].rsplit(":", 1)[1])]

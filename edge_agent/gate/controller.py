@@ -133,6 +133,7 @@ class GateController:
         self.state = RECOVERING if recovered else IDLE
         self.recovered = recovered
         self.io = Inputs()
+        self.io_known = False  # no transaction starts before the beams and loops are read
         self.weight: int | None = None
         self.last_sample_ms: int | None = None
         self.txn: Txn | None = None
@@ -278,6 +279,8 @@ class GateController:
             out.append(Record("device", {"device": "scale", "state": "online", "detail": {}}))
         self.weight, self.last_sample_ms = ev.kg, now_ms
         w = ev.kg
+        if not self.io_known:
+            return
         beams_clear = not self.io.ir_entry and not self.io.ir_exit
         if self.state == RECOVERING:
             self._recover(w, now_ms, out)
@@ -565,6 +568,9 @@ class GateController:
     # ----------------------------------------------------------------- inputs
     def _on_inputs(self, ev: Inputs, now_ms: int, out: list[Action]) -> None:
         old, self.io = self.io, ev
+        if not self.io_known:
+            self.io_known = True
+            old = ev  # the first snapshot is a baseline, not a set of edges
         if "io" in self.offline:
             self.offline.discard("io")
             out.append(Record("device", {"device": "io", "state": "online", "detail": {}}))

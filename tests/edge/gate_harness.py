@@ -73,6 +73,7 @@ class Gate:
         self.io = Inputs()
         self.barrier_up = False
         self._apply(self.ctrl.start(self.now))
+        self._apply(self.ctrl.handle(self.io, self.now))  # the IO board's first snapshot
 
     def _apply(self, actions: list[Action]) -> None:
         for a in actions:
@@ -87,7 +88,8 @@ class Gate:
             elif type(a).__name__ == "MarkTicketUsed":
                 v = self.ctrl.verifier
                 assert v is not None
-                v.mark_used(a.ticket_id, seq=a.seq, now=datetime.now())  # type: ignore[union-attr]
+                when = datetime.fromtimestamp(self.now / 1000)
+                v.mark_used(a.ticket_id, seq=a.seq, now=when)  # type: ignore[union-attr]
 
     def send(self, ev: Event) -> None:
         self._apply(self.ctrl.handle(ev, self.now))

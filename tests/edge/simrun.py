@@ -75,12 +75,13 @@ class SimRun:
         ep = self.endpoints
         kind = self.scale_endpoint
         ser = ep["serial"]
-        if kind == "xk3190_pty":
-            return f'protocol = "xk3190"\ntransport = "serial"\ndevice = "{ser["xk3190"]["device"]}"'
-        if kind == "sics_pty":
-            return f'protocol = "sics"\ntransport = "serial"\ndevice = "{ser["sics"]["device"]}"'
-        names = {"xk3190_tcp": ("xk3190", "xk3190"), "format2_tcp": ("xk3190_format2",
-                 "xk3190_format2"), "toledo_tcp": ("toledo", "toledo"), "sics_tcp": ("sics", "sics")}
+        if kind in ("xk3190_pty", "sics_pty"):
+            proto = kind.split("_")[0]
+            dev = ser[proto]["device"]
+            return f'protocol = "{proto}"\ntransport = "serial"\ndevice = "{dev}"'
+        names = {"xk3190_tcp": ("xk3190", "xk3190"),
+                 "format2_tcp": ("xk3190_format2", "xk3190_format2"),
+                 "toledo_tcp": ("toledo", "toledo"), "sics_tcp": ("sics", "sics")}
         if kind in names:
             proto, key = names[kind]
             tcp = ser[key]["tcp"]

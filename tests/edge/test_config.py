@@ -62,7 +62,8 @@ def problems(tmp_path: Path, replace: tuple[str, str]) -> list[str]:
         ("tare_kg = 15000", "tare_kg = \"heavy\"",
          "Expected integer, but cannot parse 'heavy' as an integer (vehicles[0].tare_kg)"),
         ("6 = 49000", "seven = 49000", "axle_limits_kg key 'seven' must be an axle count"),
-        ('host = "192.168.1.60"\nport = 502\n', "", "transport 'modbus_tcp' needs host and port (io)"),
+        ('host = "192.168.1.60"\nport = 502\n', "",
+         "transport 'modbus_tcp' needs host and port (io)"),
     ],
 )
 def test_problems_name_the_key_and_the_fix(tmp_path: Path, old: str, new: str,

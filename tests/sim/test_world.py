@@ -203,3 +203,20 @@ def test_next_truck_waits_until_the_platform_is_clear() -> None:
     assert site.platform_load_kg() == 30_000
     events = drive(site, 300)
     assert [t["plate"] for t in truths(events)] == ["陕K1", "陕K2"]
+
+
+def test_repeat_traffic_sends_every_truck_again_after_now() -> None:
+    site = site_for(truck("陕K00001", 3, 10000, 14000, 1),
+                    truck("陕K00002", 2, 6000, 9000, 4))
+    first = drive(site, 400)
+    assert site.finished
+    left = [e.data["plate"] for e in first if e.data.get("event") == "left"]
+    assert left == ["陕K00001", "陕K00002"]
+    now = site.t
+    assert site.repeat_traffic() == 2
+    assert not site.finished
+    assert len(site.visits) == 2, "finished visits are dropped, so a long run stays small"
+    assert sorted(v.arrive_t - now for v in site.visits) == [1, 4]
+    again = drive(site, now + 400)
+    assert [e.data["plate"] for e in again if e.data.get("event") == "left"] == left
+    assert site.finished

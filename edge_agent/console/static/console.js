@@ -48,7 +48,8 @@ const T = {
     devices: { scale: "indicator", io: "IO module" },
   },
 };
-let lang = document.documentElement.dataset.lang === "en" ? "en" : "zh";
+const asked = new URLSearchParams(location.search).get("lang");
+let lang = (asked || document.documentElement.dataset.lang) === "en" ? "en" : "zh";
 let last = null;
 const $ = (id) => document.getElementById(id);
 const kg = (v) => (v === null || v === undefined ? "—" : v.toLocaleString("en-US") + " kg");

@@ -1,0 +1,159 @@
+"""The operator console in a real headless Chromium, served by a real agent (real TCP scale
+stream, real ledger). Screenshots land in the test's tmp dir (console-zh.png, console-en.png)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_agent.config import load_config
+from tests.edge.encoders import xk_frame
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(tmp: Path, *args: str) -> str:
+    assert CHROMIUM, "Debian package 'chromium' is required (scripts/setup test installs it)"
+    profile = tmp / "chrome-profile"
+    r = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--no-first-run",
+         f"--user-data-dir={profile}", "--virtual-time-budget=4000", *args],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+class ScaleServer:
+    """A serial-to-Ethernet box in front of an XK3190: streams frames to whoever connects."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.kg = 0
+        self.stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        while not self.stop:
+            try:
+                conn.sendall(xk_frame(self.kg))
+            except OSError:
+                return
+            time.sleep(0.05)
+        conn.close()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Any:
+    from ledger.keys import SignerKey, write_signer_file
+
+    scale = ScaleServer()
+    write_signer_file(tmp_path / "site.key", SignerKey.generate("console-site"))
+    (tmp_path / "site.toml").write_text(f"""
+[site]
+id = "console-site"
+name = "演示煤矿 1号磅"
+key = "site.key"
+ledger = "ledger.sqlite"
+[scale]
+protocol = "xk3190"
+transport = "tcp"
+host = "127.0.0.1"
+port = {scale.port}
+[io]
+kind = "none"
+[policy]
+stability_window_ms = 500
+[[vehicles]]
+plate = "陕K12345"
+axles = 6
+[console]
+port = 0
+""", encoding="utf-8")
+    cfg = load_config(tmp_path / "site.toml")
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        from edge_agent.runtime import Agent
+
+        async def main() -> None:
+            a = Agent(cfg)
+            holder["agent"], holder["loop"] = a, asyncio.get_running_loop()
+            await a.run()
+
+        asyncio.run(main())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    end = time.monotonic() + 20
+    while "agent" not in holder or holder["agent"].console_port is None:
+        assert time.monotonic() < end and t.is_alive(), "agent did not start"
+        time.sleep(0.05)
+    holder["scale"] = scale
+    holder["url"] = f"http://127.0.0.1:{holder['agent'].console_port}"
+    yield holder
+    holder["loop"].call_soon_threadsafe(holder["agent"].stopping.set)
+    t.join(timeout=20)
+    scale.stop = True
+
+
+def test_console_shows_a_weighing_and_prints_a_slip(agent: Any, tmp_path: Path) -> None:
+    url = agent["url"]
+    agent["scale"].kg = 15200
+    httpx.post(url + "/api/anpr", json={"plate": "陕K12345", "confidence": 0.97})
+    end = time.monotonic() + 20
+    while not httpx.get(url + "/api/transactions").json():
+        assert time.monotonic() < end, httpx.get(url + "/api/state").json()
+        time.sleep(0.1)
+    row = httpx.get(url + "/api/transactions").json()[0]
+    assert row["plate"] == "陕K12345" and row["weight_kg"] == 15200
+
+    dom = chromium(tmp_path, "--dump-dom", url + "/")
+    assert "过磅台" in dom and "演示煤矿 1号磅" in dom
+    assert "15,200 kg" in dom and "陕K12345" in dom and "放行" in dom
+    assert "/slip/" in dom and "今日过磅" in dom
+    dom_en = chromium(tmp_path, "--dump-dom", url + "/?lang=en")
+    assert "Live weight" in dom_en and "Release" in dom_en and "过磅台" not in dom_en
+
+    shot = tmp_path / "console-zh.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1000", url + "/")
+    assert shot.stat().st_size > 20_000
+    chromium(tmp_path, f"--screenshot={tmp_path / 'console-en.png'}", "--window-size=1280,1000",
+             url + "/?lang=en")
+
+    slip = chromium(tmp_path, "--dump-dom", f"{url}/slip/{row['seq']}")
+    assert "过磅单" in slip and "15,200 kg" in slip and "<svg" in slip
+    m = re.search(r"CGW1:console-site/(\d+)/([A-Za-z0-9_-]{43})", slip)
+    assert m and int(m.group(1)) == row["seq"]
+    import base64
+
+    assert base64.urlsafe_b64decode(m.group(2) + "=").hex() == row["hash"]
+
+
+def test_override_needs_a_reason_and_is_recorded(agent: Any) -> None:
+    url = agent["url"]
+    r = httpx.post(url + "/api/override", json={"action": "manual_barrier_up",
+                                                "operator": "张三", "reason": ""})
+    assert r.status_code == 422
+    r = httpx.post(url + "/api/override", json={"action": "manual_plate", "operator": "张三",
+                                                "reason": "车牌污损", "plate": "陕K12345"})
+    assert r.status_code == 409 and "truck on the platform" in r.json()["detail"]
+    r = httpx.post(url + "/api/override", json={"action": "void", "operator": "张三",
+                                                "reason": "误操作", "txn": "console-site-x-1"})
+    assert r.status_code == 200
+    assert httpx.get(url + "/slip/999").status_code == 404
