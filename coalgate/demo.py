@@ -35,6 +35,7 @@ from typing import Annotated, Any
 import typer
 
 from coalgate.demo_plan import (
+    ENTERPRISE_NAMES,
     ENTERPRISES,
     SitePlan,
     TruckPlan,
@@ -50,7 +51,6 @@ __all__ = ["app", "DemoOptions", "run_demo"]
 app = typer.Typer(help="Run the whole system on one machine", add_completion=False)
 
 MQTT_PROTOCOL = "3.1.1"  # amqtt speaks 3.1.1 only
-ISSUER_ID = "yl-coal-sales"
 HOLD_BEFORE_RELEASE_S = 2.0  # the demo operator looks at a held truck this long first
 
 
@@ -102,6 +102,7 @@ class Gate:
     released: set[str] = field(default_factory=set)
     tickets_issued: int = 0
     driver: asyncio.Task[None] | None = None
+    last_error: str | None = None
     driver_stop: asyncio.Event | None = None
 
     @property
@@ -109,29 +110,38 @@ class Gate:
         return f"http://127.0.0.1:{self.console_port}"
 
 
-def _issue_ticket(gate: Gate, truck: TruckPlan, issuer_key: Any) -> str:
-    from ledger.ticket import Ticket, issue_ticket
+class TicketDesk:
+    """The mines' sales offices: e-tickets issued through the central (central.tickets).
 
-    now = datetime.now(UTC).replace(microsecond=0)
-    gate.tickets_issued += 1
-    ticket = Ticket(
-        ticket_id=f"D{now:%y%m%d%H%M%S}-{gate.plan.site_id}-{gate.tickets_issued}",
-        issuer=ISSUER_ID,
-        site=gate.plan.site_id,
-        plate=truck.plate,
-        buyer="鑫源兰炭",
-        destination="府谷县",
-        coal_type="洗混煤",
-        planned_net_kg=max(1, truck.load_kg),
-        quota_period=f"{now:%Y-%m}",
-        valid_from=now - timedelta(minutes=5),
-        valid_to=now + timedelta(hours=12),
-        issued_at=now,
-    )
-    return issue_ticket(ticket, issuer_key)
+    One database connection, used by one driver at a time (issuing takes a few ms).
+    """
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        from central.db import connect
+
+        self._conn = connect(url, autocommit=True)
+        self._lock = threading.Lock()
+
+    def issue(self, plan: SitePlan, truck: TruckPlan) -> str:
+        from central.tickets.service import IssueRequest, issue
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        req = IssueRequest(
+            enterprise=plan.enterprise, site=plan.site_id, plate=truck.plate, buyer="鑫源",
+            destination="府谷", coal_type="洗混煤", planned_net_kg=max(1, truck.load_kg),
+            valid_from=now - timedelta(minutes=5), valid_to=now + timedelta(hours=12),
+            buyer_name="府谷县鑫源兰炭有限公司",
+        )
+        with self._lock:
+            return issue(self._conn, req, who="演示销售科 demo sales office", now=now).qr
+
+    def close(self) -> None:
+        self._conn.close()
 
 
-async def _driver_loop(gate: Gate, issuer_key: Any, stop: asyncio.Event) -> None:
+async def _driver_loop(gate: Gate, desk: TicketDesk, stop: asyncio.Event) -> None:
     """The driver and operator of one gate, from the moment its agent is up.
 
     The camera must name a truck while it drives on: once it stands on the platform with the
@@ -141,13 +151,17 @@ async def _driver_loop(gate: Gate, issuer_key: Any, stop: asyncio.Event) -> None
 
     async with httpx.AsyncClient(timeout=2) as http:
         while not stop.is_set():
-            with contextlib.suppress(Exception):  # a restarting gate: try again next pass
-                await _drive(gate, http, issuer_key)
+            try:
+                await _drive(gate, http, desk)
+            except Exception as exc:  # e.g. a restarting gate: say it once, try again
+                if repr(exc) != gate.last_error:
+                    gate.last_error = repr(exc)
+                    say(f"警告 warning: {gate.plan.site_id} 司机/司磅员 driver/operator: {exc!r}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
 
 
-async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
+async def _drive(gate: Gate, http: Any, desk: TicketDesk) -> None:
     """One pass of the driver and operator loop for a gate (called every few hundred ms)."""
     truth = gate.dir / "truth.jsonl"
     if truth.exists():
@@ -157,34 +171,49 @@ async def _drive(gate: Gate, http: Any, issuer_key: Any) -> None:
         end = data.rfind(b"\n") + 1  # a line still being written waits for the next pass
         gate.truth_pos += end
         for line in data[:end].splitlines():
-            with contextlib.suppress(ValueError):
+            try:
                 rec = json.loads(line)
-                truck = gate.trucks.get(rec.get("plate", ""))
-                if rec.get("event") != "on_platform" or truck is None:
-                    continue
-                # The lane camera's ANPR pushes the plate it sees as the truck rolls onto the
-                # platform (not at the queue: a push per queued truck would name several
-                # plates for one weighing). The simulator's own --anpr-push speaks a vendor
-                # format the console does not take, so the demo plays the camera.
-                shown = next((str(c["shown_plate"]) for c in
-                              (truck.cheat.tables if truck.cheat else ())
-                              if c.get("kind") == "plate_swap" and
-                              c.get("pass", "gross") == rec.get("pass")), truck.plate)
-                gate.shown = shown
-                with contextlib.suppress(Exception):
-                    await http.post(gate.console + "/api/anpr",
-                                    json={"plate": shown, "confidence": 0.95})
-                # The driver scans the e-ticket on the loaded pass.
-                gate.qr.pop(shown, None)
-                if rec.get("pass") == "gross" and truck.ticket:
-                    text = gate.qr[shown] = _issue_ticket(gate, truck, issuer_key)
-                    with contextlib.suppress(Exception):
-                        await http.post(gate.console + "/api/scan", json={"text": text})
+            except ValueError:
+                continue
+            if rec.get("event") == "on_platform" and rec.get("plate") in gate.trucks:
+                await _truck_drives_on(gate, gate.trucks[rec["plate"]], str(rec.get("pass")),
+                                       http, desk)
+    await _watch_gate(gate, http)
+
+
+async def _truck_drives_on(gate: Gate, truck: TruckPlan, pass_kind: str, http: Any,
+                           desk: TicketDesk) -> None:
+    # The lane camera's ANPR pushes the plate it sees as the truck rolls onto the platform
+    # (not at the queue: a push per queued truck would name several plates for one weighing).
+    # The simulator's own --anpr-push speaks a vendor format the console does not take, so
+    # the demo plays the camera.
+    swaps = [str(c["shown_plate"]) for c in (truck.cheat.tables if truck.cheat else ())
+             if c.get("kind") == "plate_swap" and c.get("pass", "gross") == pass_kind]
+    shown = swaps[0] if swaps else truck.plate
+    gate.shown = shown
+    with contextlib.suppress(Exception):
+        await http.post(gate.console + "/api/anpr", json={"plate": shown, "confidence": 0.95})
+    # The driver scans the e-ticket, issued by the mine's sales office, on the loaded pass.
+    gate.qr.pop(shown, None)
+    if pass_kind == "gross" and truck.ticket:
+        text = gate.qr[shown] = await asyncio.to_thread(desk.issue, gate.plan, truck)
+        with contextlib.suppress(Exception):
+            await http.post(gate.console + "/api/scan", json={"text": text})
+
+
+async def _watch_gate(gate: Gate, http: Any) -> None:
+    """The operator's eye on the console: re-present a stuck identification, release holds."""
     try:
         st = (await http.get(gate.console + "/api/state")).json()
     except Exception:
         return
     txn = st.get("txn")
+    if txn not in gate.identify_since and txn not in gate.held_since:
+        # A new transaction: forget the old ones (a long run must not grow without bound).
+        gate.identify_since.clear()
+        gate.held_since.clear()
+        if len(gate.released) > 100:
+            gate.released.clear()
     if st.get("state") == "identify" and txn:
         # Waiting for a plate or ticket longer than the gate's own timeout: the camera reads
         # again and the driver shows the QR again, as they would at a real lane.
@@ -234,18 +263,26 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text + "\n")
 
 
-def _trust_note(data_dir: Path) -> tuple[Any, str]:
-    """The ticket issuer's key and the bureau-signed trust list that names it."""
-    from ledger.trust import TrustList
+def _issuer_keys(url: str, plans: list[SitePlan], root: Any) -> tuple[int, str]:
+    """An issuer key per enterprise (created once); the bureau-signed trust list naming them."""
+    from central.db import connect
+    from central.tickets.issuers import (
+        create_issuer_key,
+        current_trust_list,
+        list_issuer_keys,
+    )
 
-    keys = data_dir / "keys"
-    issuer = _signer(keys / "issuer.key", ISSUER_ID)
-    root = _signer(keys / "bureau-root.key", "bureau-root")
-    epoch = datetime(2026, 1, 1, tzinfo=UTC)
-    trust = TrustList(0, epoch, ()).add_key(ISSUER_ID, issuer.verifier, epoch, now=epoch)
-    (keys / "bureau-root.pub").write_text(root.verifier.to_text() + "\n")
-    (keys / "issuer.pub").write_text(issuer.verifier.to_text() + "\n")
-    return issuer, trust.sign([root])
+    now = datetime.now(UTC)
+    with connect(url, autocommit=True) as conn:
+        for enterprise in sorted({p.enterprise for p in plans}):
+            keys = [k for k in list_issuer_keys(conn, enterprise)
+                    if k.removed_at is None and k.not_after is None]
+            if not keys:
+                create_issuer_key(conn, enterprise, root, now=now)
+        trust = current_trust_list(conn)
+    if trust is None:
+        raise DemoError("the central published no e-ticket trust list; see central/tickets")
+    return trust
 
 
 def _prepare_database(url: str, plans: list[SitePlan],
@@ -269,8 +306,9 @@ def _prepare_database(url: str, plans: list[SitePlan],
         tokens = {
             "bureau": create_token(conn, "bureau", label="能源局值班室 (demo)")[0],
             "admin": create_token(conn, "admin", label="demo admin")[0],
-            "enterprise": create_token(conn, "enterprise", enterprise=ENTERPRISES[0],
-                                       label=f"{ENTERPRISES[0]} (demo)")[0],
+            "enterprise": create_token(
+                conn, "enterprise", enterprise=ENTERPRISES[0],
+                label=f"{ENTERPRISE_NAMES[ENTERPRISES[0]]} (demo)")[0],
         }
         conn.commit()
     return tokens
@@ -293,7 +331,7 @@ async def _wait_http(url: str, child: Child, timeout: float, what: str) -> None:
                     f"see {child.log_path}:\n{child.log_tail()}")
 
 
-async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, issuer_key: Any) -> None:
+async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: TicketDesk) -> None:
     ep = gate.dir / "endpoints.json"
     ep.unlink(missing_ok=True)
     # The simulator appends to the truth log; a restarted one adds to what happened before.
@@ -320,7 +358,7 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, issuer_key:
     await _wait_http(gate.console + "/api/state", gate.edge, 60,
                      f"gate agent of {gate.plan.site_id}")
     gate.driver_stop = asyncio.Event()
-    gate.driver = asyncio.create_task(_driver_loop(gate, issuer_key, gate.driver_stop),
+    gate.driver = asyncio.create_task(_driver_loop(gate, desk, gate.driver_stop),
                                       name=f"driver-{gate.plan.site_id}")
 
 
@@ -418,6 +456,7 @@ async def run_demo(opts: DemoOptions) -> int:
     db_url: str | None = None
     status = 0
     site_keys: dict[str, Any] = {}
+    ticket_desk: TicketDesk | None = None
     try:
         say(f"数据目录 data directory: {data}")
         say("启动嵌入式 PostgreSQL / starting the embedded PostgreSQL …")
@@ -429,8 +468,12 @@ async def run_demo(opts: DemoOptions) -> int:
         say("生成密钥、登记站点、签发令牌 / keys, site enrolment, tokens …")
         for p in plans:
             site_keys[p.site_id] = _signer(data / "sites" / p.site_id / "site.key", p.site_id)
-        issuer_key, trust_note = _trust_note(data)
         tokens = await asyncio.to_thread(_prepare_database, db_url, plans, site_keys)
+        say("电子煤管票：签发密钥与信任列表 / e-tickets: issuer keys and the trust list …")
+        root_file = data / "keys" / "bureau-root.key"
+        root = _signer(root_file, "bureau-root")
+        trust_serial, trust_note = await asyncio.to_thread(_issuer_keys, db_url, plans, root)
+        desk = ticket_desk = TicketDesk(db_url)
 
         # Per-site broker logins and the ACL of config/mosquitto/acl: a gate may publish only
         # under its own topic. Fresh passwords on every run.
@@ -459,7 +502,9 @@ async def run_demo(opts: DemoOptions) -> int:
                        logs / "central-ingest.log")
         serve = Child("central serve", [*_coalgate(), "central", "serve", "-c", cfg,
                                         "--host", opts.host, "--port", str(api_port)],
-                      logs / "central-serve.log")
+                      logs / "central-serve.log",
+                      # the bureau's trust-root key: issuer keys can be rotated via the API
+                      env={"COALGATE_TICKETS_ROOT_KEY": str(root_file)})
         central = [ingest, serve]
         say("启动中心：接入与 API / starting the central: ingest worker and API …")
         for c in central:
@@ -473,7 +518,7 @@ async def run_demo(opts: DemoOptions) -> int:
             from edge_agent.tickets.store import TicketStore
 
             store = TicketStore(gdir / "tickets.sqlite")
-            store.set_trust_note(1, trust_note)
+            store.set_trust_note(trust_serial, trust_note)
             store.close()
             (gdir / "scenario.toml").write_text(scenario_toml(p, seed=i + 1), encoding="utf-8")
             port = _free_port()
@@ -491,7 +536,7 @@ async def run_demo(opts: DemoOptions) -> int:
             if stop.is_set():
                 break
             say(f"启动磅站 starting gate {g.plan.site_id} — {g.plan.scale_label} …")
-            await _start_gate(g, opts, broker.port, issuer_key)
+            await _start_gate(g, opts, broker.port, desk)
         if stop.is_set():
             raise DemoError("stopped while starting (Ctrl-C)")
 
@@ -511,7 +556,7 @@ async def run_demo(opts: DemoOptions) -> int:
         (data / "demo.json").write_text(json.dumps(info, ensure_ascii=False, indent=2),
                                         encoding="utf-8")
         _banner(info, opts)
-        await _supervise(gates, central, opts, stop, broker.port, issuer_key)
+        await _supervise(gates, central, opts, stop, broker.port, desk)
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         status = 1
@@ -532,6 +577,8 @@ async def run_demo(opts: DemoOptions) -> int:
                 if acked < size - 1:
                     say(f"注意 note: {site} 尚有 {size - 1 - acked} 条未确认 entries not yet "
                         "acknowledged; they are sent at the next start")
+        if ticket_desk is not None:
+            ticket_desk.close()
         for c in reversed(central):
             c.stop()
         if db_url is not None:
@@ -580,7 +627,8 @@ def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
         f"  API                         : {info['api']}  (OpenAPI {info['openapi']})",
         f"  令牌 token  bureau     : {t['bureau']}",
         f"  令牌 token  admin      : {t['admin']}",
-        f"  令牌 token  enterprise : {t['enterprise']}  ({ENTERPRISES[0]})",
+        f"  令牌 token  enterprise : {t['enterprise']}  "
+        f"({ENTERPRISES[0]} {ENTERPRISE_NAMES[ENTERPRISES[0]]})",
         "  磅房操作台 operator consoles:",
     ]
     for site, s in info["sites"].items():
@@ -593,7 +641,7 @@ def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
 
 
 async def _supervise(gates: list[Gate], central: list[Child], opts: DemoOptions,
-                     stop: asyncio.Event, mqtt_port: int, issuer_key: Any) -> None:
+                     stop: asyncio.Event, mqtt_port: int, desk: TicketDesk) -> None:
     """Until stop or the duration: restart a crashed child (a gate as a pair), say so."""
     end = time.monotonic() + opts.duration if opts.duration else None
     while not stop.is_set():
@@ -617,7 +665,7 @@ async def _supervise(gates: list[Gate], central: list[Child], opts: DemoOptions,
             await _stop_driver(g)
             g.edge.stop()
             g.sim.stop()
-            await _start_gate(g, opts, mqtt_port, issuer_key)
+            await _start_gate(g, opts, mqtt_port, desk)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 

@@ -83,7 +83,9 @@ class SitePlan:
         return SCALE_LABELS[self.scale_kind]
 
 
-ENTERPRISES = ("榆林示范煤业有限公司", "神木兰炭化工有限公司")
+# Enterprise ids (the e-ticket issuer `iss`; docs/tickets.md §9.1) and their names.
+ENTERPRISES = ("E610800001", "E610800002")
+ENTERPRISE_NAMES = {"E610800001": "榆林示范煤业有限公司", "E610800002": "神木兰炭化工有限公司"}
 
 _ESCAPE = CheatPlan(
     "冲卡逃逸（不过磅强行闯杆）/ escape: drives across and forces the barrier",
@@ -134,7 +136,7 @@ def site_plans(n: int) -> list[SitePlan]:
     for i in range(n):
         site_id, name, enterprise, lat, lon, trucks = templates[i % len(templates)]
         if i >= len(templates):
-            site_id = f"{site_id}-{i + 1}"
+            site_id = f"{site_id.rsplit('-', 1)[0]}-{i + 1:02d}"  # yl-mine-04, sm-plant-06
             name = f"{name}（{i + 1}）"
             trucks = tuple(_renumbered(t, i + 1) for t in trucks)
         plans.append(SitePlan(site_id, name, enterprise, SCALE_KINDS[i % len(SCALE_KINDS)],

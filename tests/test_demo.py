@@ -290,6 +290,12 @@ def test_demo_runs_the_whole_system_and_leaves_nothing(tmp_path: Path, central_d
                 (plan.site_id,)).fetchone()
             assert size > 0 and weighings is not None and weighings[0] >= 2, plan.site_id
             cheats_seen += _check_alarms(cur, plan, _truths(site_dir), speed)
+        # The e-tickets were issued by the central and their use reconciled from the ledgers.
+        issued: dict[str, int] = dict(
+            cur.execute("SELECT site, count(*) FROM tickets GROUP BY site").fetchall())
+        assert set(issued) == {p.site_id for p in site_plans(3)}, issued
+        used = cur.execute("SELECT count(*) FROM ticket_uses").fetchone()
+        assert used is not None and used[0] >= 3
     assert len(cheats_seen) >= 3, f"too few scripted cheats completed: {cheats_seen}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
@@ -52,7 +53,10 @@ def create_app(agent: Agent) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         text = (STATIC / "index.html").read_text(encoding="utf-8")
-        return text.replace("{{LANG}}", agent.cfg.console.language)
+        # Today's rows are rendered here too, so the table is there before any script runs.
+        return text.replace("{{LANG}}", agent.cfg.console.language).replace(
+            '<tbody id="rows"></tbody>', f'<tbody id="rows">{_rows_html(agent.recent)}</tbody>'
+        )
 
     @app.get("/api/state")
     def state() -> dict[str, Any]:
@@ -106,7 +110,8 @@ def create_app(agent: Agent) -> FastAPI:
         return {"ok": True}
 
     @app.get("/slip/{seq}", response_class=HTMLResponse)
-    def slip(seq: int) -> str:
+    async def slip(seq: int) -> str:
+        # async on purpose: the ledger's SQLite connection belongs to the event-loop thread.
         if not 0 <= seq < agent.store.size:
             raise HTTPException(404, detail=f"no ledger entry {seq}")
         se = agent.store.get(seq)
@@ -134,6 +139,21 @@ def create_app(agent: Agent) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     return app
+
+
+def _rows_html(rows: list[dict[str, Any]]) -> str:
+    def kg(v: Any) -> str:
+        return "—" if v is None else f"{int(v):,} kg"
+
+    out = []
+    for r in reversed(rows):
+        cells = [r.get("time"), r.get("txn"), r.get("plate"), r.get("pass"), kg(r.get("gross_kg")),
+                 kg(r.get("tare_kg")), kg(r.get("net_kg")),
+                 "放行" if r.get("decision") == "release" else "扣留"]
+        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        link = f'<a href="/slip/{int(r["seq"])}" target="_blank">打印</a>'
+        out.append(f"<tr>{tds}<td>{link}</td></tr>")
+    return "".join(out)
 
 
 class _Server(uvicorn.Server):

@@ -44,7 +44,7 @@ def wait_for(pred: Any, timeout: float, what: str) -> None:
 class SimRun:
     scenario: str
     tmp: Path
-    speed: float = 4.0
+    speed: float = 6.0
     scale_endpoint: str = "xk3190_pty"  # xk3190_pty | xk3190_tcp | format2_tcp | toledo_tcp |
     #                                     sics_pty | modbus_tcp | modbus_rtu
     policy: dict[str, Any] = field(default_factory=dict)

@@ -28,7 +28,7 @@ def chromium(tmp: Path, *args: str) -> str:
     r = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--no-first-run",
-         f"--user-data-dir={profile}", "--virtual-time-budget=4000", *args],
+         f"--user-data-dir={profile}", "--timeout=5000", *args],
         capture_output=True, text=True, timeout=90,
     )
     assert r.returncode == 0, r.stderr[-2000:]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import tty
 from pathlib import Path
+from typing import Any
 
 from edge_agent.config import IoSection, ScaleSection
 from edge_agent.devices.backoff import Backoff
@@ -28,7 +29,7 @@ def open_pty(link: Path) -> int:
     return master
 
 
-async def wait_until(pred, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(pred: Any, timeout: float = 5.0) -> None:
     end = asyncio.get_running_loop().time() + timeout
     while not pred():
         assert asyncio.get_running_loop().time() < end, "timed out"

@@ -56,6 +56,7 @@ const kg = (v) => (v === null || v === undefined ? "—" : v.toLocaleString("en-
 
 function applyLang() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.title = "coalgate · " + T[lang].title;
   document.querySelectorAll("[data-i18n]").forEach((el) => {
     const v = T[lang][el.dataset.i18n];
     if (typeof v === "string") el.textContent = v;
