@@ -624,6 +624,20 @@ class GateController:
         return self.weight is not None and self.weight >= self.policy.min_vehicle_kg
 
     def _passage(self, now_ms: int, out: list[Action], how: str = "exit_loop") -> None:
+        r = self.recovered
+        if self.state == RECOVERING and r is not None and r.weighing is not None:
+            if r.weighing.get("decision") == "release":
+                # The truck released before the power cut is driving out now: not an escape.
+                out.append(Record("passage", {"txn": r.txn, "direction": "exit",
+                                              "released": True}))
+                out.append(Record("recovery", {"txn": r.txn, "resolution": "closed",
+                                               "weighing_seq": r.weighing_seq,
+                                               "detail": {"passage": "after restart"}}))
+                self.recovered = None
+                self.state = LEAVING
+                self.txn = Txn(r.txn, now_ms, released=True, passages=1)
+                self.barrier_cmd_up = r.barrier_up
+                return
         t = self.txn
         if t is not None and t.passages and how != "exit_loop":
             return  # already counted by the loop

@@ -496,3 +496,16 @@ def test_tailgater_behind_the_released_truck_is_stopped_or_an_escape() -> None:
     assert [p["released"] for p in g.bodies("passage")] == [True, False]
     escape = [a for a in g.bodies("alarm") if a["code"] == "escape"]
     assert escape and escape[0]["detail"]["seen_by"] == "exit_beam"
+
+
+def test_released_truck_leaving_during_recovery_is_not_an_escape() -> None:
+    weighing = {"txn": "S1-20261119-1", "weight_kg": 30000, "decision": "release"}
+    rec = RecoveredTxn("S1-20261119-1", weighing, 5, barrier_up=True)
+    g = Gate(GateController(GatePolicy("S1"), recovered=rec))
+    g.set_io(ir_exit=True, loop_exit=True)
+    assert g.bodies("passage") == [{"txn": "S1-20261119-1", "direction": "exit",
+                                    "released": True}]
+    g.ramp(30000, 0, 1000)
+    g.set_io(ir_exit=False, loop_exit=False)
+    g.hold(0, 500)
+    assert g.alarms() == [] and g.ctrl.state == "idle" and not g.barrier_up

@@ -199,4 +199,5 @@ def test_power_cut_mid_transaction_neither_duplicates_nor_loses(run: Any) -> Non
     assert all(sum(1 for k, _ in v if k == "weighing") <= 1 for v in per_txn.values())
     kinds = [k for k, _ in per_txn[killed_txn]]
     assert "passage" in kinds or "recovery" in kinds, per_txn[killed_txn]
-    assert [b["code"] for _, k, b in entries if k == "alarm"] == []
+    alarms = [b for _, k, b in entries if k == "alarm"]
+    assert alarms == [], alarms
