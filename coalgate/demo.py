@@ -350,8 +350,7 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: Ticke
     endpoints = json.loads(ep.read_text(encoding="utf-8"))
     (gate.dir / "site.toml").write_text(site_config_toml(
         gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
-        mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=_edge_protocol_key(),
-        # Absolute: the agent reads [mqtt] password_file relative to its working directory.
+        mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=MQTT_PROTOCOL,
         mqtt_password_file=str(gate.dir / "mqtt.password"),
     ), encoding="utf-8")
     gate.edge.start()
@@ -368,13 +367,6 @@ async def _stop_driver(gate: Gate) -> None:
         with contextlib.suppress(Exception):
             await gate.driver
         gate.driver = None
-
-
-def _edge_protocol_key() -> str | None:
-    """Write ``[mqtt] protocol`` only if the agent's config knows it (else the env default)."""
-    from edge_agent.config import MqttSection
-
-    return MQTT_PROTOCOL if "protocol" in MqttSection.model_fields else None
 
 
 # -- stop ------------------------------------------------------------------------------------
@@ -437,7 +429,6 @@ async def run_demo(opts: DemoOptions) -> int:
     """Run the demo until ``opts.duration`` passes or SIGINT/SIGTERM; returns an exit status."""
     from central.db import DatabaseError, DatabaseSettings, resolve_url, stop_embedded
     from coalgate.broker import BrokerError, EmbeddedBroker, site_acls
-    from edge_agent.sync.mqtt import PROTOCOL_ENV
 
     data = opts.data_dir.resolve()
     central_dir = data / "central"
@@ -512,7 +503,7 @@ async def run_demo(opts: DemoOptions) -> int:
         api = f"http://{opts.host}:{api_port}"
         await _wait_http(api + "/api/v1/health", serve, 90, "central serve")
 
-        env = {PROTOCOL_ENV: MQTT_PROTOCOL, "PYTHONUNBUFFERED": "1"}
+        env = {"PYTHONUNBUFFERED": "1"}
         for i, p in enumerate(plans):
             gdir = data / "sites" / p.site_id
             from edge_agent.tickets.store import TicketStore

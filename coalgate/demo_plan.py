@@ -252,13 +252,13 @@ def site_config_toml(
     mqtt_host: str,
     mqtt_port: int,
     speed: float,
-    mqtt_protocol: str | None = None,
+    mqtt_protocol: str = "3.1.1",
     mqtt_password_file: str | None = None,
 ) -> str:
     """The gate agent's site config (config/site.example.toml) for the simulator's endpoints.
 
     Paths are relative to the config file's directory (the site's directory in the data dir).
-    ``mqtt_protocol`` is written only when given: older agents do not know the key.
+    ``mqtt_protocol``: the demo's in-process broker (amqtt) speaks MQTT 3.1.1 only.
     """
     io = endpoints["modbus"]["gate_io_tcp"]
     policy = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gate_policy(speed).items())
@@ -269,7 +269,7 @@ def site_config_toml(
     )
     camera = endpoints.get("camera") or {}
     snapshot = f'snapshot_url = "{camera["snapshot"]}"\n' if camera.get("snapshot") else ""
-    protocol = f'protocol = "{mqtt_protocol}"\n' if mqtt_protocol else ""
+    protocol = f'protocol = "{mqtt_protocol}"\n'
     if mqtt_password_file:  # the broker login is the site id (config/mosquitto/acl: %u)
         protocol += (f'username = "{plan.site_id}"\n'
                      f"password_file = {json.dumps(mqtt_password_file)}\n")

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_agent.gate.policy import DEFAULT_AXLE_LIMITS_KG, GatePolicy
+from ledger.errors import LedgerError
+from ledger.keys import VerifierKey
 
 __all__ = ["ConfigError", "SiteConfig", "load_config", "parse_config"]
 
@@ -162,8 +164,54 @@ class ScannerSection(_Strict):
         return self
 
 
+def _looks_like_key_text(root: str) -> bool:
+    """A verifier key text is ``name+keyid+base64``; a file path has no '+'-separated id."""
+    parts = root.strip().split("+", 2)
+    return len(parts) == 3 and "/" not in parts[0] and bool(re.fullmatch(r"[0-9a-f]{8}", parts[1]))
+
+
 class TicketsSection(_Strict):
     store: str = "var/tickets.sqlite"
+    # The bureau's trust-root verifier keys that sign the issuer trust list: each a key text
+    # (`name+keyid+base64`) or a file holding one (relative to this file). Without any, the
+    # gate cannot accept a trust list from the central.
+    trust_roots: list[str] = []
+
+    @model_validator(mode="after")
+    def _roots(self) -> TicketsSection:
+        for i, root in enumerate(self.trust_roots):
+            if not root.strip():
+                raise ValueError(f"trust_roots[{i}] is empty; give a key text or a key file")
+            if _looks_like_key_text(root):
+                try:
+                    VerifierKey.from_text(root)
+                except LedgerError as exc:
+                    raise ValueError(f"trust_roots[{i}] is not a valid verifier key: {exc}; "
+                                     "copy it again from `coalgate ledger keygen` output "
+                                     "or the bureau's trust-root file") from exc
+        return self
+
+    def trust_root_keys(self) -> list[VerifierKey]:
+        """The trust roots as ``VerifierKey``s, reading key files (after :meth:`resolve`).
+        Raises ``ConfigError`` naming the entry when a file is missing or holds no key."""
+        keys = []
+        for i, root in enumerate(self.trust_roots):
+            where = f"tickets.trust_roots[{i}]"
+            if _looks_like_key_text(root):
+                keys.append(VerifierKey.from_text(root))
+                continue
+            try:
+                text = Path(root).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(root, [f"cannot read the trust-root key file: {exc.strerror}; "
+                                         f"fix the path ({where})"]) from exc
+            try:
+                keys.append(VerifierKey.from_text(text))
+            except LedgerError as exc:
+                raise ConfigError(root, [f"the file does not hold a verifier key ({exc}); it "
+                                         f"should contain one line name+keyid+base64 "
+                                         f"({where})"]) from exc
+        return keys
 
 
 class PolicySection(_Strict):
@@ -216,9 +264,40 @@ class ConsoleSection(_Strict):
 class MqttSection(_Strict):
     host: str
     port: Port = 1883
+    # "5" (default) or "3.1.1" for brokers without MQTT v5 (e.g. the demo's amqtt).
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     username: str | None = None
-    password_file: str | None = None
+    password_file: str | None = None  # relative to this file; one line, the password
+    # TLS: the system CA store verifies the broker unless tls_ca names a CA bundle;
+    # tls_cert/tls_key: a client certificate, where the broker asks for one.
     tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> MqttSection:
+        named = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k)]
+        if named and not self.tls:
+            raise ValueError(f"{', '.join(named)} set but tls = false; set tls = true "
+                             "or remove them")
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key needs tls_cert (the client certificate it belongs to)")
+        return self
+
+    def settings(self, password: str | None) -> Any:
+        """The ``edge_agent.sync.mqtt.MqttSettings`` for this section (paths resolved)."""
+        from edge_agent.sync.mqtt import MqttSettings
+
+        return MqttSettings(
+            host=self.host, port=self.port, username=self.username, password=password,
+            tls=self.tls,
+            tls_ca=Path(self.tls_ca) if self.tls_ca else None,
+            tls_cert=Path(self.tls_cert) if self.tls_cert else None,
+            tls_key=Path(self.tls_key) if self.tls_key else None,
+            keepalive=self.keepalive, protocol=self.protocol,
+        )
 
 
 class SiteConfig(_Strict):
@@ -270,8 +349,18 @@ class SiteConfig(_Strict):
             return p if Path(p).is_absolute() else str((base / p).resolve())
 
         site = self.site.model_copy(update={"key": r(self.site.key), "ledger": r(self.site.ledger)})
-        tickets = self.tickets.model_copy(update={"store": r(self.tickets.store)})
-        return self.model_copy(update={"site": site, "tickets": tickets})
+        roots = [root if _looks_like_key_text(root) else r(root)
+                 for root in self.tickets.trust_roots]
+        tickets = self.tickets.model_copy(update={"store": r(self.tickets.store),
+                                                  "trust_roots": roots})
+        update: dict[str, Any] = {"site": site, "tickets": tickets}
+        if self.mqtt is not None:
+            m = self.mqtt
+            update["mqtt"] = m.model_copy(update={
+                k: r(getattr(m, k))
+                for k in ("password_file", "tls_ca", "tls_cert", "tls_key") if getattr(m, k)
+            })
+        return self.model_copy(update=update)
 
 
 _TYPE_WORDS = {
@@ -347,4 +436,13 @@ def file_problems(cfg: SiteConfig) -> list[str]:
     ledger_dir = Path(cfg.site.ledger).parent
     if not ledger_dir.exists():
         out.append(f"ledger directory {ledger_dir} does not exist; create it (site.ledger)")
+    for i, root in enumerate(cfg.tickets.trust_roots):
+        if not _looks_like_key_text(root) and not Path(root).is_file():
+            out.append(f"trust-root key file {root} does not exist; copy the bureau's "
+                       f"trust-root verifier key there (tickets.trust_roots[{i}])")
+    if cfg.mqtt is not None:
+        for k in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+            value = getattr(cfg.mqtt, k)
+            if value and not Path(value).is_file():
+                out.append(f"{k} {value} does not exist; create it or fix the path (mqtt.{k})")
     return out

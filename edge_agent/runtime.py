@@ -177,8 +177,16 @@ class Agent:
             from edge_agent.tickets import GateTicketVerifier
         except ImportError:  # pragma: no cover - tickets package missing
             return None
+        from edge_agent.config import ConfigError
+        from ledger.errors import LedgerError
+
         Path(self.cfg.tickets.store).parent.mkdir(parents=True, exist_ok=True)
-        return GateTicketVerifier(self.cfg.site.id, Path(self.cfg.tickets.store))
+        try:
+            roots = self.cfg.tickets.trust_root_keys()
+            return GateTicketVerifier(self.cfg.site.id, Path(self.cfg.tickets.store),
+                                      trust_roots=roots)
+        except (ConfigError, LedgerError) as exc:
+            raise RuntimeError_(f"tickets: {exc}") from exc
 
     # ------------------------------------------------------------------ events in
     def emit(self, ev: Event) -> None:
@@ -334,14 +342,39 @@ class Agent:
         if self.cfg.mqtt is None:
             return
         from edge_agent.sync import Outbox
-        from edge_agent.sync.mqtt import MqttSettings
+        from edge_agent.sync.mqtt import GATE_SESSION_EXPIRY_S, MqttSettings
 
         m = self.cfg.mqtt
-        password = Path(m.password_file).read_text().strip() if m.password_file else None
-        settings = MqttSettings(host=m.host, port=m.port, username=m.username, password=password)
-        self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer)
+        try:
+            password = Path(m.password_file).read_text().strip() if m.password_file else None
+        except OSError as exc:
+            raise RuntimeError_(f"mqtt.password_file {m.password_file}: {exc.strerror}; create "
+                                f"it (one line, the broker password) or fix the path") from exc
+        settings: MqttSettings = m.settings(password)
+        # A persistent session (fixed client id edge-<site>) so the broker queues the ticket
+        # deltas the central publishes while this gate is offline.
+        self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer,
+                             on_tickets=self._apply_ticket_delta,
+                             session_expiry_s=GATE_SESSION_EXPIRY_S)
         self.outbox.start()
-        self.log("outbox started", host=m.host, port=m.port)
+        self.log("outbox started", host=m.host, port=m.port, protocol=m.protocol, tls=m.tls)
+
+    def _apply_ticket_delta(self, delta: dict[str, Any]) -> None:
+        """Runs in the outbox thread; the verifier gives each thread its own store connection."""
+        from datetime import UTC, datetime
+
+        from edge_agent.tickets import TicketDeltaError
+
+        if self.verifier is None:
+            return
+        try:
+            self.verifier.apply_delta(delta, now=datetime.now(UTC))
+        except TicketDeltaError as exc:
+            self.log("ticket delta refused", level="warning", type=delta.get("type"),
+                     error=str(exc))
+            return
+        self.log("ticket delta", level="debug", type=delta.get("type"),
+                 ticket_id=delta.get("ticket_id"))
 
     async def run(self, *, console_port: int | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -384,6 +417,8 @@ class Agent:
     def shutdown(self) -> None:
         if self.outbox is not None:
             self.outbox.stop()
+        if self.verifier is not None:
+            self.verifier.close()
         note = self.store.sign_checkpoint()
         self.log("stopped", size=self.store.size, checkpoint=note.splitlines()[1])
         self.store.close()

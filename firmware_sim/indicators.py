@@ -120,8 +120,10 @@ class SicsIndicator:
         self.scale = scale
         self._clock = clock
         self.pty = PtyPort(dev_dir / "ttySICS")
-        self.tcp = TcpFanout(self._receive)
-        self._sessions: dict[int, SicsSession] = {}
+        self.tcp = TcpFanout(self._receive, on_close=self._closed)
+        # Keyed by the connection's ``reply`` callable itself, not its id(): the dict keeps it
+        # alive, so a new connection can never inherit a closed one's state through id reuse.
+        self._sessions: dict[Callable[[bytes], None], SicsSession] = {}
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.tcp.start()
@@ -129,11 +131,18 @@ class SicsIndicator:
 
     def _session(self, reply: Callable[[bytes], None]) -> SicsSession:
         # The pty has one session; each TCP connection has its own ``reply`` closure.
-        key = 0 if reply == self.pty.write else id(reply)
-        session = self._sessions.get(key)
+        session = self._sessions.get(reply)
         if session is None:
-            session = self._sessions[key] = SicsSession(reply)
+            session = self._sessions[reply] = SicsSession(reply)
         return session
+
+    def _closed(self, reply: Callable[[bytes], None]) -> None:
+        """A TCP connection ended: forget its session (else ``SIR`` repeats for it forever)."""
+        self._sessions.pop(reply, None)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
 
     def _receive(self, data: bytes, reply: Callable[[bytes], None]) -> None:
         session = self._session(reply)

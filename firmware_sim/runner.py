@@ -22,6 +22,7 @@ from typing import Any, Protocol, TextIO
 from firmware_sim.indicators import FRAME_ENCODERS, ContinuousIndicator, SicsIndicator
 from firmware_sim.modbus_devices import GateIo, ScaleTransmitter
 from firmware_sim.protocols.modbus_maps import register_maps
+from firmware_sim.relay_board import UsbRelayBoard
 from firmware_sim.scenario import Scenario
 from firmware_sim.world import Event, Site
 
@@ -90,6 +91,7 @@ class Simulator:
         self.sics: SicsIndicator | None = None
         self.transmitter: ScaleTransmitter | None = None
         self.gate_io: GateIo | None = None
+        self.relay: UsbRelayBoard | None = None
         self._stop = asyncio.Event()
         self._real_start = 0.0
         self.events: list[Event] = []
@@ -116,8 +118,10 @@ class Simulator:
             await self.sics.start(loop)
             self.transmitter = ScaleTransmitter(self.site.scale, self.dev_dir)
             await self.transmitter.start(loop)
-            self.gate_io = GateIo(self.site)
-            await self.gate_io.start()
+            self.relay = UsbRelayBoard(self.dev_dir)
+            self.relay.start(loop)
+            self.gate_io = GateIo(self.site, self.dev_dir, extra_outputs=self.relay.outputs)
+            await self.gate_io.start(loop)
             if self._want_camera:
                 self.camera = _load_camera(self.scenario.scenario.seed)
                 if self.camera is not None:
@@ -145,7 +149,7 @@ class Simulator:
         if self.transmitter is not None:
             modbus.update(self.transmitter.endpoints())
         if self.gate_io is not None:
-            modbus["gate_io_tcp"] = self.gate_io.endpoint()
+            modbus.update(self.gate_io.endpoints())
         return {
             "version": ENDPOINTS_VERSION,
             "scenario": self.scenario.scenario.name,
@@ -160,6 +164,7 @@ class Simulator:
             },
             "serial": serial,
             "modbus": modbus,
+            "relay": {"usb_relay": self.relay.endpoint()} if self.relay is not None else {},
             "register_maps": register_maps(),
             "camera": dict(self.camera.urls) if self.camera is not None else None,
             "truth_log": self._truth_path,
@@ -237,8 +242,11 @@ class Simulator:
             await self.transmitter.close(loop)
             self.transmitter = None
         if self.gate_io is not None:
-            await self.gate_io.close()
+            await self.gate_io.close(loop)
             self.gate_io = None
+        if self.relay is not None:
+            self.relay.close(loop)
+            self.relay = None
         if self.endpoints_out is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.endpoints_out.unlink()

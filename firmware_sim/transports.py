@@ -86,10 +86,12 @@ class NullModem:
     """Two ptys whose masters are wired together: a serial cable between two device paths.
 
     The server side (``inner``) is opened by a library that wants a device path (pymodbus'
-    serial server); clients open ``outer.link``.
+    serial server); clients open ``outer.link``. ``cut = True`` drops every byte both ways,
+    like a cable pulled or a device powered off: the client's requests time out.
     """
 
     def __init__(self, inner_link: Path, outer_link: Path) -> None:
+        self.cut = False
         self.inner = PtyPort(inner_link)
         try:
             self.outer = PtyPort(outer_link)
@@ -98,8 +100,16 @@ class NullModem:
             raise
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.inner.on_receive(loop, lambda data, _reply: self.outer.write(data))
-        self.outer.on_receive(loop, lambda data, _reply: self.inner.write(data))
+        def to_outer(data: bytes, _reply: Callable[[bytes], None]) -> None:
+            if not self.cut:
+                self.outer.write(data)
+
+        def to_inner(data: bytes, _reply: Callable[[bytes], None]) -> None:
+            if not self.cut:
+                self.inner.write(data)
+
+        self.inner.on_receive(loop, to_outer)
+        self.outer.on_receive(loop, to_inner)
 
     def close(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.outer.close(loop)
@@ -107,10 +117,19 @@ class NullModem:
 
 
 class TcpFanout:
-    """A TCP server on 127.0.0.1: broadcast to every client, and hand received bytes on."""
+    """A TCP server on 127.0.0.1: broadcast to every client, and hand received bytes on.
 
-    def __init__(self, receiver: Receiver | None = None) -> None:
+    ``on_close(reply)`` is called with a connection's ``reply`` function once that connection
+    has closed, so per-connection state kept by the receiver can be dropped.
+    """
+
+    def __init__(
+        self,
+        receiver: Receiver | None = None,
+        on_close: Callable[[Callable[[bytes], None]], None] | None = None,
+    ) -> None:
         self._receiver = receiver
+        self._on_close = on_close
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -135,6 +154,8 @@ class TcpFanout:
         finally:
             self._writers.discard(writer)
             writer.close()
+            if self._on_close is not None:
+                self._on_close(reply)
 
     def broadcast(self, data: bytes) -> None:
         for writer in list(self._writers):

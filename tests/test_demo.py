@@ -97,6 +97,7 @@ def test_generated_files_are_valid_for_the_production_commands(tmp_path: Path) -
         assert cfg.site.id == plan.site_id and cfg.policy.ticket_required
         assert {v.plate for v in cfg.vehicles} == {p for p, _ in registered_vehicles(plan)}
         assert cfg.mqtt is not None and cfg.mqtt.port == 1883
+        assert cfg.mqtt.protocol == "3.1.1"  # amqtt; written, not taken from an env var
         assert cfg.mqtt.username == plan.site_id  # the broker login is the site id
         assert cfg.mqtt.password_file == "/x/mqtt.password"
     central = tomllib.loads(central_config_toml(

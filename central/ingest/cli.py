@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from central.db import DatabaseError
-from central.ingest.settings import ConfigError, load_settings
 
 __all__ = ["ingest"]
 
@@ -25,12 +24,15 @@ def ingest(
     """Run one ingest worker: verify gate ledgers from MQTT and store them in PostgreSQL.
 
     Start as many as the load needs, on any machines: they share the MQTT v5 subscription
-    and serialise per site in the database. Stops cleanly on Ctrl-C or SIGTERM.
+    and serialise per site in the database. Stops cleanly on Ctrl-C or SIGTERM. Reads the
+    same file as `coalgate central serve` ([database], [mqtt], [witness], [ingest] and the
+    [rules] the projections apply), with the same COALGATE_CENTRAL__* overrides.
 
     Example:
         coalgate central ingest --config /etc/coalgate/central.toml
     """
     from central.ingest.worker import run_ingest
+    from central.settings import SettingsError, load_settings
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -38,14 +40,14 @@ def ingest(
     )
     try:
         settings = load_settings(config)
-    except ConfigError as exc:
+    except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        stats = run_ingest(settings, stop)
+        stats = run_ingest(settings.ingest, stop, rules=settings.rules)
     except DatabaseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

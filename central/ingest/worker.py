@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -47,6 +48,9 @@ from edge_agent.sync.protocol import (
 from ledger.errors import KeyFormatError
 from ledger.keys import VerifierKey
 
+if TYPE_CHECKING:
+    from central.settings import RuleSettings
+
 __all__ = ["Ingestor", "Reply", "run_ingest", "IngestStats"]
 
 log = logging.getLogger(__name__)
@@ -65,13 +69,18 @@ class IngestStats:
     malformed: int = 0
     resends: int = 0
     checkpoints: int = 0
+    connects: int = 0  # successful MQTT connects (each one re-subscribes)
 
 
 _MISSING = object()
 
 
 class Ingestor:
-    """Handles one message at a time on its own database connection (not thread-safe)."""
+    """Handles one message at a time on its own database connection (not thread-safe).
+
+    ``rules`` is the deployment's ``[rules]`` section (central.settings.RuleSettings); the
+    default projector applies it. ``None`` means the built-in rule defaults.
+    """
 
     def __init__(
         self,
@@ -80,6 +89,7 @@ class Ingestor:
         *,
         clock: Callable[[], float] = time.time,
         projector: Projector | None | object = _MISSING,
+        rules: RuleSettings | None = None,
     ) -> None:
         self.conn = conn
         self.witness_key = witness_key
@@ -88,7 +98,8 @@ class Ingestor:
         self._verifiers: dict[str, VerifierKey] = {}
         self._months: set[datetime] = set()
         self._projector: Projector | None = (
-            _load_projector() if projector is _MISSING else projector  # type: ignore[assignment]
+            _load_projector(rules) if projector is _MISSING
+            else projector  # type: ignore[assignment]
         )
 
     # -- entry point -------------------------------------------------------------------------
@@ -280,7 +291,7 @@ class Ingestor:
             self._months.add(month)
 
 
-def _load_projector() -> Projector | None:
+def _load_projector(rules: RuleSettings | None = None) -> Projector | None:
     try:
         from central import projections  # type: ignore[attr-defined,unused-ignore]
     except ModuleNotFoundError as exc:
@@ -288,7 +299,8 @@ def _load_projector() -> Projector | None:
             raise
         log.warning("central.projections is not installed: entries are stored without projections")
         return None
-    return projections.apply  # type: ignore[no-any-return,unused-ignore]
+    # Without rules= the projections fall back to built-in defaults and ignore [rules].
+    return partial(projections.apply, rules=rules)
 
 
 # -- MQTT ------------------------------------------------------------------------------------
@@ -316,13 +328,21 @@ def run_ingest(
     *,
     ready: threading.Event | None = None,
     url: str | None = None,
+    rules: RuleSettings | None = None,
 ) -> IngestStats:
-    """Run one ingest worker until ``stop`` is set; returns its counters."""
+    """Run one ingest worker until ``stop`` is set; returns its counters.
+
+    ``rules``: the ``[rules]`` section of the central settings (default: built-in rules).
+    paho reconnects on its own after a broker outage (back-off bounded by
+    ``settings.mqtt.reconnect_min_s``/``reconnect_max_s``); every connect subscribes again,
+    because the worker's sessions are clean (nothing is queued for it while it is away: the
+    gates resend whatever was not acked).
+    """
     dsn = url or db.resolve_url(settings.database)
     conn = db.connect(dsn)
     db.migrate(conn)
     witness_key = load_or_create_witness_key(settings.witness_key_file, settings.witness_name)
-    ingestor = Ingestor(conn, witness_key)
+    ingestor = Ingestor(conn, witness_key, rules=rules)
     client_id = settings.client_id or f"ingest-{socket.gethostname()}-{os.getpid()}-{id(stop):x}"
     client = make_client(settings.mqtt, client_id)
     lock = threading.Lock()
@@ -334,7 +354,9 @@ def run_ingest(
             return
         c.subscribe(subscriptions(settings.share_group,
                                   shared_subscriptions=settings.mqtt.shared_subscriptions))
-        log.info("ingest worker %s connected and subscribed", client_id)
+        ingestor.stats.connects += 1
+        log.info("ingest worker %s connected and subscribed (connect #%d)", client_id,
+                 ingestor.stats.connects)
         if ready is not None:
             ready.set()
 

@@ -7,7 +7,7 @@ Fail closed: nothing but a clean decision (or a recorded operator override) rais
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -91,14 +91,29 @@ class Txn:
     exit_seen: bool = False  # the exit beam was blocked while this truck was on the platform
     exit_cleared: bool = False  # released truck's rear has cleared the exit beam
     voided: bool = False
+    min_conf_pm: int = 900  # GatePolicy.plate_min_conf_pm when the transaction began
+    left_entry_loop: bool = False  # this truck has driven off the entry loop
+    next_arrival_ms: int | None = None  # another vehicle reached the entry loop at this time
 
     @property
     def plate(self) -> PlateRead | None:
+        """The plate this truck is weighed under: typed by the operator, or the most
+        confident read at or above the site's threshold. Lower reads are only candidates."""
         if self.manual_plate is not None:
             return PlateRead(self.manual_plate, 1000, "manual")
-        if not self.plates:
-            return None
-        return max(self.plates, key=lambda p: p.conf_pm)
+        credible = [p for p in self.plates if p.conf_pm >= self.min_conf_pm]
+        return max(credible, key=lambda p: p.conf_pm) if credible else None
+
+    @property
+    def candidate(self) -> PlateRead | None:
+        """The most confident read of any confidence (what the operator is shown)."""
+        return max(self.plates, key=lambda p: p.conf_pm) if self.plates else None
+
+    @property
+    def waiting_for_plate(self) -> bool:
+        """Held only because no credible plate came: a plate (read or typed) resumes it."""
+        return (self.weighing is None and self.plate is None and not self.flags
+                and "plate_unread" in self.alarms_raised)
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,7 @@ class GateController:
         """State for the operator console and the MQTT ``live`` topic."""
         t = self.txn
         plate = t.plate if t else None
+        cand = t.candidate if t else None
         return {
             "state": self.state,
             "weight_kg": self.weight,
@@ -190,12 +206,28 @@ class GateController:
             "txn": t.id if t else None,
             "plate": plate.plate if plate else None,
             "plate_source": plate.source if plate else None,
+            "plate_conf_pm": plate.conf_pm if plate else None,
+            "plate_candidate": None if cand is None else {
+                "plate": cand.plate, "conf_pm": cand.conf_pm, "source": cand.source,
+                "snapshot_sha256": cand.snapshot_sha256},
+            "plate_prompt": self._plate_prompt(),
+            "plate_min_conf_pm": self.policy.plate_min_conf_pm,
             "ticket": (t.ticket.ticket_id if t and t.ticket else None),
             "ticket_result": (t.ticket.reason if t and t.ticket else None),
             "flags": list(t.flags) if t else [],
             "decision": self.last_decision,
             "offline": sorted(self.offline),
         }
+
+    def _plate_prompt(self) -> bool:
+        """The console asks the operator for the plate: a truck stands with no credible plate
+        and the reader gave only a low-confidence candidate, or the wait timed out."""
+        t = self.txn
+        if t is None or t.weighing is not None or t.plate is not None:
+            return False
+        if self.state not in (ON_PLATFORM, IDENTIFY, HELD):
+            return False
+        return bool(t.plates) or "plate_unread" in t.alarms_raised
 
     # ----------------------------------------------------------------- helpers
     def _day(self, now_ms: int) -> str:
@@ -208,7 +240,8 @@ class GateController:
         return datetime.fromtimestamp(now_ms / 1000, UTC)
 
     def _begin(self, now_ms: int) -> Txn:
-        txn = Txn(id=self.book.next_txn(self.policy.site_id, self._day(now_ms)), started_ms=now_ms)
+        txn = Txn(id=self.book.next_txn(self.policy.site_id, self._day(now_ms)), started_ms=now_ms,
+                  min_conf_pm=self.policy.plate_min_conf_pm)
         # Plates and QR codes read while the truck was still on the approach belong to it.
         queued: list[tuple[PlateRead, int]] = []
         for p, ts in self.last_plates:
@@ -539,8 +572,8 @@ class GateController:
             "decision": "release" if release else "hold",
             "reasons": reasons,
             "stable_ms": max(0, now_ms - (t.stable_ms or now_ms)) + p.stability_window_ms,
-            "snapshot_sha256": next((r.snapshot_sha256 for r in t.plates if r.snapshot_sha256),
-                                    None),
+            "snapshot_sha256": plate.snapshot_sha256 or next(
+                (r.snapshot_sha256 for r in t.plates if r.snapshot_sha256), None),
         }
         t.weighing = body
         out.append(Record("weighing", body, ref=f"weighing:{t.id}"))
@@ -578,6 +611,14 @@ class GateController:
         if not self.barrier_cmd_up and old.barrier_down and not ev.barrier_down:
             self._alarm("barrier_forced", out, {"feedback": "down_lost"}, txn=self._ref_txn())
         t = self.txn
+        if t is not None and old.loop_entry and not ev.loop_entry:
+            t.left_entry_loop = True
+        if (
+            t is not None and ev.loop_entry and not old.loop_entry and t.next_arrival_ms is None
+            and (t.left_entry_loop or t.beams_clear_once)
+        ):
+            # The next vehicle is on the entry loop: from now on the lane camera sees it, not us.
+            t.next_arrival_ms = now_ms
         if (
             t is not None and self.state == ENTERING and not ev.ir_entry and not ev.ir_exit
             and self.weight is not None and self.weight >= self.policy.min_vehicle_kg
@@ -657,24 +698,52 @@ class GateController:
 
     # ----------------------------------------------------------------- plate / ticket
     def _on_plate(self, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
+        """Attribute a plate read to a truck by state and time, never by arrival order alone.
+
+        The gate's own reader tags its reads with the transaction it took the frames for.
+        Pushed ANPR reads are the platform truck's unless the same camera already read another
+        plate for it, or the frame was taken after the next vehicle reached the entry loop.
+        """
         t = self.txn
-        same_camera = [r for r in t.plates if r.camera == ev.camera] if t else []
-        next_in_line = (
-            t is not None and t.beams_clear_once and self.io.loop_entry and ev.camera == "front"
-            and not any(r.plate == ev.plate for r in t.plates)
-        )
-        if (
-            t is None or self.state in (RELEASED, LEAVING) or next_in_line
-            or (same_camera and all(r.plate != ev.plate for r in same_camera))
-        ):
-            # No truck, or this camera already read a different plate for the truck on the
-            # platform: the reading belongs to the next truck in the queue.
-            self.last_plates = [(p, ts) for p, ts in self.last_plates
-                                if now_ms - ts <= PENDING_TICKET_MS][-9:] + [(ev, now_ms)]
+        seen = ev.seen_ms if ev.seen_ms is not None else now_ms
+        if ev.txn is not None:
+            if t is None or t.id != ev.txn or t.weighing is not None:
+                return  # that truck is decided or gone: a late read changes nothing
+            if t.next_arrival_ms is not None and seen >= t.next_arrival_ms:
+                return  # the frame may show the next truck on the entry loop
+            self._add_plate(t, ev, now_ms, out)
             return
+        if t is None or self.state in (RELEASED, LEAVING):
+            own = t.plate if t is not None else None
+            if own is None or own.plate != ev.plate:  # a repeat of the leaving truck's plate
+                self._queue_plate(ev, now_ms)  # is not the next truck's
+            return
+        same_camera = [r for r in t.plates if r.camera == ev.camera]
+        if same_camera and all(r.plate != ev.plate for r in same_camera):
+            # This camera already read a different plate for the truck on the platform:
+            # the reading belongs to the next truck in the queue.
+            self._queue_plate(ev, now_ms)
+            return
+        if not same_camera and t.next_arrival_ms is not None and seen >= t.next_arrival_ms:
+            if ev.seen_ms is not None:
+                self._queue_plate(ev, now_ms)  # taken after the next truck arrived: its plate
+                return
+            # No capture time, our truck has no plate from this camera yet and another vehicle
+            # waits on the entry loop: this may be our late read or the next truck's. Never
+            # guess: it becomes a candidate below the threshold for the operator to confirm.
+            ev = replace(ev, conf_pm=min(ev.conf_pm, t.min_conf_pm - 1))
+        self._add_plate(t, ev, now_ms, out)
+
+    def _add_plate(self, t: Txn, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
         t.plates.append(ev)
         t.plate_times.append((ev, now_ms))
+        if self.state == HELD and t.plate is not None and t.waiting_for_plate:
+            self.state = IDENTIFY  # held only for want of a plate: decide now
         self._try_decide(now_ms, out)
+
+    def _queue_plate(self, ev: PlateRead, now_ms: int) -> None:
+        self.last_plates = [(p, ts) for p, ts in self.last_plates
+                            if now_ms - ts <= PENDING_TICKET_MS][-9:] + [(ev, now_ms)]
 
     def _on_ticket(self, ev: TicketScan, now_ms: int, out: list[Action]) -> None:
         t = self.txn
@@ -728,13 +797,29 @@ class GateController:
                 self._alarm("unstable", out, {"weight_kg": self.weight,
                                               "on_platform_ms": now_ms - t.on_platform_ms})
         if self.state == IDENTIFY and t.weighing is None:
-            if now_ms - (t.identify_ms or now_ms) >= p.identify_timeout_ms and t.plate is not None:
+            waited = now_ms - (t.identify_ms or now_ms)
+            if waited < p.identify_timeout_ms:
+                self._try_decide(now_ms, out)
+            elif t.plate is not None:
                 self._decide_now(now_ms, out)
             else:
-                self._try_decide(now_ms, out)
+                self._hold_unread(t, waited, out)
         if self.state == RELEASED and self.barrier_cmd_up and t.released and not t.passages:
             if now_ms - (t.started_ms) > p.release_timeout_ms + p.identify_timeout_ms * 4:
                 self._barrier(False, "timeout", out)
+
+    def _hold_unread(self, t: Txn, waited_ms: int, out: list[Action]) -> None:
+        """Fail closed: no credible plate in time. Hold, raise an alarm, ask the operator."""
+        cand = t.candidate
+        self._alarm("plate_unread", out, {
+            "weight_kg": t.stable_kg, "waited_ms": waited_ms,
+            "candidate": cand.plate if cand else None,
+            "candidate_conf_pm": cand.conf_pm if cand else None,
+            "min_conf_pm": t.min_conf_pm,
+        })
+        self.state = HELD
+        self.last_decision = {"txn": t.id, "decision": "hold", "reasons": ["plate_unread"],
+                              "pass": None, "weight_kg": t.stable_kg, "net_kg": None}
 
     # ----------------------------------------------------------------- operator
     def _on_operator(self, ev: Operator, now_ms: int, out: list[Action]) -> None:
@@ -746,11 +831,26 @@ class GateController:
                 raise OperatorRefused("manual plate needs a truck on the platform and a plate")
             if t.weighing is not None:
                 raise OperatorRefused("this truck is already weighed; void it to re-weigh")
+            from edge_agent.plates.grammar import normalise_plate
+
+            plate = normalise_plate(ev.plate)
+            if plate is None:
+                raise OperatorRefused(
+                    f"{ev.plate!r} is not a valid plate: type the province character, the "
+                    f"office letter and 5 letters or digits (6 on new-energy plates), no I or O, "
+                    f"e.g. 陕K12345 or 晋B1234挂"
+                )
+            cand = t.candidate
+            was_waiting = t.waiting_for_plate
             out.append(Record("override", {"txn": t.id, "action": "manual_plate",
                                            "operator": ev.operator, "reason": ev.reason,
-                                           "plate": ev.plate}))
-            t.manual_plate = ev.plate
+                                           "plate": plate,
+                                           "read_plate": cand.plate if cand else None,
+                                           "read_conf_pm": cand.conf_pm if cand else None}))
+            t.manual_plate = plate
             t.ticket_checked_for = None
+            if self.state == HELD and was_waiting:
+                self.state = IDENTIFY  # held only for want of a plate: decide now
             self._try_decide(now_ms, out)
             return
         if ev.action == "manual_barrier_up":
@@ -813,7 +913,8 @@ class GateController:
         if s is None:
             return
         t = Txn(id=r.txn, started_ms=now_ms, beams_clear_once=True, stable_kg=s.weight_kg,
-                stable_ms=now_ms, weighing=r.weighing, weighing_seq=r.weighing_seq)
+                stable_ms=now_ms, weighing=r.weighing, weighing_seq=r.weighing_seq,
+                min_conf_pm=self.policy.plate_min_conf_pm)
         self.txn = t
         self.recovered = None
         out.append(Record("recovery", {"txn": r.txn, "resolution": "resumed",

@@ -38,6 +38,11 @@ class PlateRead:
     camera: str = "front"
     axles: int | None = None
     snapshot_sha256: str | None = None
+    # When the frame was taken (ms since the epoch; None = when the event arrives). A read
+    # that arrives late is attributed by this time, not by its arrival (docs/plates.md).
+    seen_ms: int | None = None
+    # The transaction the gate's own reader took the frames for (None for pushed ANPR reads).
+    txn: str | None = None
 
 
 @dataclass(frozen=True)

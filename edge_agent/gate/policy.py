@@ -36,6 +36,9 @@ class GatePolicy:
     unstable_timeout_ms: int = 30_000
     beam_grace_ms: int = 5_000  # stable but a beam still blocked this long -> alarm
     identify_timeout_ms: int = 20_000  # plate/ticket wait after stable before holding
+    # A plate read below this confidence (per mille) is only a candidate: the operator is
+    # asked to confirm or type the plate (an audited override).
+    plate_min_conf_pm: int = 900
     confirm_ms: int = 0  # extra stable time before deciding (jammer guard)
     release_timeout_ms: int = 120_000  # barrier up but no exit within this -> down
     device_timeout_ms: int = 3_000  # no scale sample this long -> scale offline

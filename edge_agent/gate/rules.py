@@ -13,6 +13,7 @@ SEVERITY: dict[str, str] = {
     "weight_jump": "critical",
     "second_vehicle": "critical",
     "plate_mismatch": "critical",
+    "plate_unread": "warning",  # no credible plate in time: held until the operator types it
     "no_ticket": "critical",
     "invalid_ticket": "critical",
     "net_mismatch": "warning",

@@ -10,14 +10,18 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 __all__ = [
+    "GATE_SESSION_EXPIRY_S",
     "MQTT_PROTOCOLS",
     "PROTOCOL_ENV",
     "MqttConfigError",
     "MqttSettings",
     "connect_async",
     "make_client",
+    "session_properties",
 ]
 
 # "5" (default): MQTT v5, needed for shared subscriptions ($share/<group>/...) so several
@@ -27,6 +31,22 @@ MQTT_PROTOCOLS = ("5", "3.1.1")
 # Process-wide default for settings that do not name a protocol (e.g. a site config written
 # before `[mqtt] protocol` existed); `coalgate demo` sets it for the gates it starts.
 PROTOCOL_ENV = "COALGATE_MQTT_PROTOCOL"
+
+# How long the broker keeps a gate's persistent session (its subscriptions and the QoS 1
+# ticket deltas queued for it) while the gate is away. Longer than any ticket may be valid
+# (max-validity-days 31): a revocation still matters then. central.tickets.distribution relies
+# on gates connecting this way.
+GATE_SESSION_EXPIRY_S = 35 * 24 * 3600
+
+
+# Reconnect back-off bounds (seconds). paho doubles the wait after each failed attempt from the
+# minimum up to the maximum and resets it on a successful CONNACK. paho's own default maximum is
+# 120 s: after a long outage a gate could stay away up to two minutes after the broker is back.
+# 10 s keeps that gap short while a dead broker costs each client one connection attempt per
+# 10 s. Large fleets may raise the maximum ([mqtt] reconnect_max_s) to spread the reconnect
+# storm after a broker restart (paho adds no jitter). See docs/deployment.md "Outages".
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 10
 
 
 def _default_protocol() -> str:
@@ -43,18 +63,32 @@ class MqttSettings:
     port: int = 1883
     username: str | None = None
     password: str | None = None
-    # TLS: set tls_ca (the broker's CA bundle) to connect with TLS; cert/key for client certs.
+    # TLS: on when ``tls`` is set or tls_ca (the broker's CA bundle) is given; without tls_ca
+    # the system's CA store verifies the broker. cert/key for client certificates.
+    tls: bool = False
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = 30
     protocol: str = field(default_factory=_default_protocol)
+    reconnect_min_s: int = RECONNECT_MIN_S
+    reconnect_max_s: int = RECONNECT_MAX_S
 
     def __post_init__(self) -> None:
         if self.protocol not in MQTT_PROTOCOLS:
             raise MqttConfigError(
                 f"MQTT protocol {self.protocol!r} is not supported; use \"5\" or \"3.1.1\""
             )
+        if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
+            raise MqttConfigError(
+                f"MQTT reconnect back-off {self.reconnect_min_s}–{self.reconnect_max_s} s is "
+                f"invalid: need 1 <= reconnect_min_s <= reconnect_max_s "
+                f"(defaults {RECONNECT_MIN_S} and {RECONNECT_MAX_S})"
+            )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca is not None
 
     @property
     def shared_subscriptions(self) -> bool:
@@ -89,42 +123,75 @@ class MqttSettings:
             port=port,
             username=get("username", str, None),
             password=get("password", str, None),
+            tls=get("tls", bool, False),
             tls_ca=path("tls_ca"),
             tls_cert=path("tls_cert"),
             tls_key=path("tls_key"),
             keepalive=get("keepalive", int, 30),
             protocol=protocol,
+            reconnect_min_s=get("reconnect_min_s", int, RECONNECT_MIN_S),
+            reconnect_max_s=get("reconnect_max_s", int, RECONNECT_MAX_S),
         )
 
 
-def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+def make_client(settings: MqttSettings, client_id: str, *,
+                persistent: bool = False) -> mqtt.Client:
     """A paho client (MQTT v5 or 3.1.1 per ``settings.protocol``) with credentials and TLS
     applied (not yet connected). Connect with :func:`connect_async`, which passes the
-    protocol-specific session flag."""
-    protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    protocol-specific session flag.
+
+    ``persistent``: the broker keeps the session (subscriptions, queued QoS 1 messages) across
+    disconnects; needs a fixed ``client_id``. Under 3.1.1 the flag lives in the constructor
+    (``clean_session``); under v5 :func:`connect_async` sends it with ``session_expiry_s``.
+    """
+    if settings.protocol == "5":
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv311, clean_session=not persistent)
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
-    if settings.tls_ca is not None:
+    if settings.uses_tls:
         client.tls_set(
-            ca_certs=str(settings.tls_ca),
+            ca_certs=str(settings.tls_ca) if settings.tls_ca else None,
             certfile=str(settings.tls_cert) if settings.tls_cert else None,
             keyfile=str(settings.tls_key) if settings.tls_key else None,
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     # QoS 1 messages beyond this many in flight wait in paho's queue (memory only).
     client.max_inflight_messages_set(100)
-    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    client.reconnect_delay_set(min_delay=settings.reconnect_min_s,
+                               max_delay=settings.reconnect_max_s)
     return client
 
 
-def connect_async(client: mqtt.Client, settings: MqttSettings) -> None:
-    """Start connecting with a fresh session: ``clean_start`` on v5, ``clean_session`` before.
+def session_properties(expiry_s: int = GATE_SESSION_EXPIRY_S) -> Properties:
+    """MQTT v5 CONNECT properties for a persistent session. (Under v5 a session expiry of 0,
+    the default, ends the session at disconnect even with ``clean_start=False``.)"""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return props
+
+
+def connect_async(client: mqtt.Client, settings: MqttSettings, *,
+                  session_expiry_s: int | None = None) -> None:
+    """Start connecting. Without ``session_expiry_s``: a fresh session (``clean_start`` on v5,
+    ``clean_session`` before). With it: resume the broker's persistent session for this client
+    id and keep it ``session_expiry_s`` seconds after a disconnect (v5; under 3.1.1 the broker
+    keeps it until it is cleaned, and the client must come from
+    ``make_client(..., persistent=True)``).
 
     paho refuses ``clean_start`` on a 3.1.1 client (the session flag is set in the
     constructor there), so callers go through this one place.
     """
     if settings.protocol == "5":
-        client.connect_async(settings.host, settings.port, settings.keepalive, clean_start=True)
+        if session_expiry_s is None:
+            client.connect_async(settings.host, settings.port, settings.keepalive,
+                                 clean_start=True)
+        else:
+            client.connect_async(settings.host, settings.port, settings.keepalive,
+                                 clean_start=False,
+                                 properties=session_properties(session_expiry_s))
     else:
         client.connect_async(settings.host, settings.port, settings.keepalive)

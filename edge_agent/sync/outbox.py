@@ -78,6 +78,12 @@ class Outbox:
     file in its thread (SQLite connections belong to the thread that opened them). A callable
     returning a store is accepted too. With ``signer`` (the site key) the outbox also signs and
     publishes a checkpoint when it has caught up, at most every ``checkpoint_interval`` s.
+
+    ``session_expiry_s`` asks the broker for a persistent session (fixed ``client_id``): ticket
+    deltas the central publishes while the gate is offline are queued for it (the ``tickets``
+    topic, central.tickets.distribution). The ledger does not depend on it: on every connect
+    the outbox resends from the last acked seq, and acks or resend requests the broker queued
+    are only ever a true "stored up to" or a harmless rewind.
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Outbox:
         heartbeat_interval: float = 30.0,
         on_tickets: Callable[[dict[str, Any]], None] | None = None,
         client_id: str | None = None,
+        session_expiry_s: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_size < 1:
@@ -119,7 +126,9 @@ class Outbox:
         self._events: queue.Queue[_Event] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = make_client(mqtt_settings, client_id or f"edge-{site_id}")
+        self._session_expiry_s = session_expiry_s
+        self._client = make_client(mqtt_settings, client_id or f"edge-{site_id}",
+                                   persistent=session_expiry_s is not None)
         self._client.will_set(
             topic(site_id, "status"), Status("offline").encode(), qos=1, retain=True
         )
@@ -137,7 +146,7 @@ class Outbox:
     # -- public API ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        connect_async(self._client, self._settings)
+        connect_async(self._client, self._settings, session_expiry_s=self._session_expiry_s)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name=f"outbox-{self.site_id}",
                                         daemon=True)

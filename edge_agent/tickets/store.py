@@ -68,11 +68,16 @@ def _ts(dt: datetime) -> str:
 
 
 class TicketStore:
-    """Durable (WAL, synchronous=FULL) and safe to open from several processes."""
+    """Durable (WAL, synchronous=FULL) and safe to open from several processes.
 
-    def __init__(self, path: Path) -> None:
+    One instance is one connection, for one thread. ``shared=True`` only lets another thread
+    close it (GateTicketVerifier keeps one per thread and closes them all at shutdown).
+    """
+
+    def __init__(self, path: Path, *, shared: bool = False) -> None:
         try:
-            self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                       check_same_thread=not shared)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)

@@ -10,6 +10,7 @@ can correct it, while every earlier failure is definitive.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,11 @@ class GateTicketVerifier:
 
     ``trust_roots`` are the bureau trust-root keys that sign trust lists; without them a gate
     cannot accept a trust-list delta (tickets are then checked against the list already held).
+
+    Thread-safe: the gate checks tickets in its own thread while the outbox thread applies
+    deltas from the central (:meth:`apply_delta`). A SQLite connection belongs to the thread
+    that opened it, so each thread gets its own connection to the store (WAL: readers never
+    wait for the writer); the trust list is swapped as one reference.
     """
 
     def __init__(
@@ -71,7 +77,10 @@ class GateTicketVerifier:
     ) -> None:
         self.site_id = site_id
         self.trust_roots = tuple(trust_roots)
-        self.store = TicketStore(store_path)
+        self.store_path = store_path
+        self._local = threading.local()
+        self._stores: list[TicketStore] = []
+        self._stores_lock = threading.Lock()
         self._trust: TrustList | None = None
         held = self.store.trust_note()
         if held is not None:
@@ -82,8 +91,24 @@ class GateTicketVerifier:
             else:
                 self._trust = TrustList.from_text(parse_note(held[1])[0])
 
+    @property
+    def store(self) -> TicketStore:
+        """The calling thread's connection to the ticket store (opened on first use)."""
+        store: TicketStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = TicketStore(self.store_path, shared=True)
+            self._local.store = store
+            with self._stores_lock:
+                self._stores.append(store)
+        return store
+
     def close(self) -> None:
-        self.store.close()
+        """Close every thread's connection (call when the other threads have stopped)."""
+        with self._stores_lock:
+            stores, self._stores = self._stores, []
+        for store in stores:
+            store.close()
+        self._local = threading.local()
 
     @property
     def trust_list(self) -> TrustList | None:

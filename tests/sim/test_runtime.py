@@ -56,7 +56,7 @@ def test_endpoints_json_lists_every_endpoint(running_sim: Callable[..., SimThrea
     written = json.loads(Path(sim.sim.endpoints_out).read_text("utf-8"))  # type: ignore[arg-type]
     assert written["version"] == 1 and written["scenario"] == "standing"
     assert set(written["serial"]) == {"xk3190", "xk3190_format2", "toledo", "sics"}
-    assert set(written["modbus"]) == {"scale_tcp", "scale_rtu", "gate_io_tcp"}
+    assert set(written["modbus"]) == {"scale_tcp", "scale_rtu", "gate_io_tcp", "gate_io_rtu"}
     for ep in written["serial"].values():
         assert Path(ep["device"]).resolve().as_posix().startswith("/dev/pts/")
         assert ep["tcp"]["port"] > 0
