@@ -146,8 +146,20 @@ class IoSection(_Strict):
 
 class CameraSection(_Strict):
     anpr_push: bool = True  # accept plate results pushed to POST /api/anpr
-    snapshot_url: str | None = None
-    read_plates: bool = False  # run edge_agent.plates on snapshots
+    snapshot_url: str | None = None  # JPEG snapshot, e.g. http://192.168.1.64/snapshot.jpg
+    mjpeg_url: str | None = None  # used when there is no snapshot URL
+    read_plates: bool = False  # read plates on the gate PC from camera frames
+    frames: Annotated[int, Field(ge=1, le=10)] = 5  # frames read and voted per truck
+    frame_interval_ms: Annotated[int, Field(ge=0, le=5000)] = 200
+    # Below this the plate is only a candidate and the console asks the operator.
+    min_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9
+    min_plate_width_px: Annotated[int, Field(ge=20, le=1000)] = 90
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CameraSection:
+        if self.read_plates and not (self.snapshot_url or self.mjpeg_url):
+            raise ValueError("read_plates = true needs snapshot_url (or mjpeg_url) of the camera")
+        return self
 
 
 class ScannerSection(_Strict):
@@ -172,6 +184,9 @@ def _looks_like_key_text(root: str) -> bool:
 
 class TicketsSection(_Strict):
     store: str = "var/tickets.sqlite"
+    # The loading site whose tickets this gate accepts, when it is not site.id: a second
+    # weighbridge of a mine (its own ledger) serving the mine's tickets. Default: site.id.
+    site: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
     # The bureau's trust-root verifier keys that sign the issuer trust list: each a key text
     # (`name+keyid+base64`) or a file holding one (relative to this file). Without any, the
     # gate cannot accept a trust list from the central.
@@ -336,6 +351,8 @@ class SiteConfig(_Strict):
             unstable_timeout_ms=int(p.unstable_timeout_s * 1000),
             beam_grace_ms=int(p.beam_grace_s * 1000),
             identify_timeout_ms=int(p.identify_timeout_s * 1000),
+            plate_min_conf_pm=int(round(self.camera.min_confidence * 1000)),
+            await_reader=self.camera.read_plates,
             confirm_ms=int(p.confirm_s * 1000),
             release_timeout_ms=int(p.release_timeout_s * 1000),
             device_timeout_ms=int(p.device_timeout_s * 1000),

@@ -169,6 +169,10 @@ class Agent:
         self.stopping = asyncio.Event()
         self._stable_at: float | None = None
         self._camera_busy = False
+        self._read_txns: list[str] = []  # transactions the camera was read for (recent)
+        # JPEG snapshots of plate reads, named by SHA-256 (console: /api/snapshots/<hash>.jpg).
+        self.snapshot_dir = Path(self.cfg.site.ledger).parent / "snapshots"
+        self.plate_worker: Any = None
         self.console_port: int | None = None
         self._lock = asyncio.Lock()
 
@@ -183,8 +187,8 @@ class Agent:
         Path(self.cfg.tickets.store).parent.mkdir(parents=True, exist_ok=True)
         try:
             roots = self.cfg.tickets.trust_root_keys()
-            return GateTicketVerifier(self.cfg.site.id, Path(self.cfg.tickets.store),
-                                      trust_roots=roots)
+            return GateTicketVerifier(self.cfg.tickets.site or self.cfg.site.id,
+                                      Path(self.cfg.tickets.store), trust_roots=roots)
         except (ConfigError, LedgerError) as exc:
             raise RuntimeError_(f"tickets: {exc}") from exc
 
@@ -273,7 +277,8 @@ class Agent:
             if isinstance(ev, Inputs):
                 self.log("inputs", level="debug", **{k: int(v) for k, v in vars(ev).items()})
             elif isinstance(ev, PlateRead):
-                self.log("plate", plate=ev.plate, conf_pm=ev.conf_pm, source=ev.source)
+                self.log("plate", plate=ev.plate, conf_pm=ev.conf_pm, source=ev.source,
+                         txn=ev.txn, seen_ms=ev.seen_ms)
             async with self._lock:
                 before = self.ctrl.state
                 t0 = time.perf_counter()
@@ -308,27 +313,43 @@ class Agent:
         return s
 
     def _maybe_read_plate(self) -> None:
+        """Start reading the plate of the truck coming on, once per transaction."""
         cam = self.cfg.camera
-        if not cam.read_plates or not cam.snapshot_url or self._camera_busy:
+        url = cam.snapshot_url or cam.mjpeg_url
+        if not cam.read_plates or not url or self._camera_busy:
             return
-        if self.ctrl.snapshot()["plate"]:
+        snap = self.ctrl.snapshot()
+        txn = snap["txn"]
+        # Read even when a pushed ANPR plate is already there: the gate's own read is the
+        # independent check that catches a swapped front plate.
+        if txn is None or txn in self._read_txns:
             return
+        self._read_txns = self._read_txns[-20:] + [txn]
         self._camera_busy = True
-        asyncio.get_running_loop().create_task(self._read_plate(cam.snapshot_url))
+        asyncio.get_running_loop().create_task(self._read_plate(url, txn))
 
-    async def _read_plate(self, url: str) -> None:
+    async def _read_plate(self, url: str, txn: str) -> None:
+        from edge_agent.camera import CameraError, PlateWorker, grab_frames, keep_snapshot
+
+        cam = self.cfg.camera
         try:
-            import httpx
-
-            async with httpx.AsyncClient(timeout=3) as client:
-                jpg = (await client.get(url)).content
-            readings = await asyncio.to_thread(_read_plates, jpg)
-            digest = hashlib.sha256(jpg).hexdigest()
-            for text, conf in readings[:1]:
-                self.emit(PlateRead(text, int(conf * 1000), "reader",
-                                    snapshot_sha256=digest))
+            frames = await grab_frames(url, cam.frames, cam.frame_interval_ms / 1000)
+            if self.plate_worker is None:
+                self.plate_worker = PlateWorker(min_plate_width=cam.min_plate_width_px)
+            voted = await self.plate_worker.read(frames)
+            if voted is None:
+                self.log("no plate in camera frames", level="warning", txn=txn,
+                         frames=len(frames))
+                return
+            digest = await asyncio.to_thread(keep_snapshot, self.snapshot_dir, voted.frame.jpeg)
+            # seen_ms: the last frame's time, so a frame taken after the next truck reached
+            # the entry loop makes the controller drop the whole read (it may show that truck).
+            self.emit(PlateRead(voted.plate, voted.conf_pm, "reader", snapshot_sha256=digest,
+                                seen_ms=max(f.taken_ms for f in frames), txn=txn))
+        except CameraError as exc:
+            self.log("camera read failed", level="warning", txn=txn, error=str(exc))
         except Exception as exc:  # camera trouble must never stop the gate
-            self.log("plate read failed", level="warning", error=str(exc))
+            self.log("plate read failed", level="error", txn=txn, error=repr(exc))
         finally:
             self._camera_busy = False
 
@@ -355,7 +376,8 @@ class Agent:
         # deltas the central publishes while this gate is offline.
         self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer,
                              on_tickets=self._apply_ticket_delta,
-                             session_expiry_s=GATE_SESSION_EXPIRY_S)
+                             session_expiry_s=GATE_SESSION_EXPIRY_S,
+                             tickets_site=self.cfg.tickets.site)
         self.outbox.start()
         self.log("outbox started", host=m.host, port=m.port, protocol=m.protocol, tls=m.tls)
 
@@ -415,6 +437,8 @@ class Agent:
         self.shutdown()
 
     def shutdown(self) -> None:
+        if self.plate_worker is not None:
+            self.plate_worker.close()
         if self.outbox is not None:
             self.outbox.stop()
         if self.verifier is not None:
@@ -422,18 +446,6 @@ class Agent:
         note = self.store.sign_checkpoint()
         self.log("stopped", size=self.store.size, checkpoint=note.splitlines()[1])
         self.store.close()
-
-
-def _read_plates(jpg: bytes) -> list[tuple[str, float]]:
-    import cv2
-    import numpy as np
-
-    from edge_agent.plates import PlateReader
-
-    frame = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
-    if frame is None:
-        return []
-    return [(r.text, r.confidence) for r in PlateReader().read(frame)]
 
 
 def _short(body: dict[str, Any]) -> dict[str, Any]:

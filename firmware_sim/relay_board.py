@@ -101,6 +101,18 @@ class UsbRelayBoard:
             if self.on_command is not None:
                 self.on_command(cmd)
 
+    def unplug(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Pull the USB cable: the device path goes away and an open port hangs up. A board
+        without power opens every relay."""
+        self.pty.close(loop)
+        self.closed = [False] * len(self.closed)
+
+    def plug(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Plug it back in: a new port behind the same device path."""
+        self.pty = PtyPort(self.pty.link)
+        self.decoder = RelayDecoder(len(self.closed) - 1)
+        self.start(loop)
+
     def outputs(self) -> GateOutputs:
         return GateOutputs(**{name: self.closed[ch] for name, ch in WIRING.items()})
 

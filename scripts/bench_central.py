@@ -232,6 +232,8 @@ def main() -> None:
     ap.add_argument("--per-site", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=200)
     args = ap.parse_args()
+    # The machine is often shared (2 cores): record its load so figures can be read fairly.
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker, port = start_broker(work)
@@ -248,6 +250,9 @@ def main() -> None:
     out = {
         "benchmark": "central ingest end to end (Outbox → Mosquitto → ingest → PostgreSQL)",
         "sites": args.sites, "batch": args.batch,
+        "load_average_1min": {"before": round(load_before[0], 2),
+                              "after": round(os.getloadavg()[0], 2),
+                              "cores": os.cpu_count()},
         "one_worker": one, "two_workers": two,
         "speedup_two_vs_one": round(two["entries_per_s"] / one["entries_per_s"], 2),
         "ceilings": {

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 from psycopg.types.json import Jsonb
 
 from edge_agent.sync.mqtt import MqttSettings, make_client
-from edge_agent.sync.protocol import topic
+from edge_agent.sync.protocol import PROTOCOL_VERSION, topic
 from ledger.trust import format_time
 
 __all__ = [
@@ -228,7 +228,10 @@ class TicketPublisher:
             ).fetchall()
             infos: list[tuple[int, mqtt.MQTTMessageInfo]] = []
             for row_id, site, payload in rows:
-                body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                # "v": the sync protocol version every payload carries (docs/protocol.md);
+                # the gate's outbox drops messages without it.
+                body = json.dumps({"v": PROTOCOL_VERSION, **payload}, ensure_ascii=False,
+                                  separators=(",", ":"))
                 info = self._client.publish(topic(site, "tickets"), body, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break

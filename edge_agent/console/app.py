@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from edge_agent.camera import snapshot_path
+from edge_agent.console.anpr import AnprFormatError, parse_anpr
 from edge_agent.console.slip import render_slip
 from edge_agent.gate import Operator, OperatorRefused, PlateRead, TicketScan
+from edge_agent.plates.grammar import normalise_plate
 
 if TYPE_CHECKING:
     from edge_agent.runtime import Agent
@@ -33,13 +36,6 @@ class OverrideIn(BaseModel):
     reason: Annotated[str, Field(min_length=2, max_length=200)]
     plate: Annotated[str, Field(max_length=16)] | None = None
     txn: str | None = None
-
-
-class AnprIn(BaseModel):
-    plate: Annotated[str, Field(min_length=2, max_length=16)]
-    confidence: Annotated[float, Field(ge=0, le=1)] = 1.0
-    camera: str = "front"
-    axles: Annotated[int, Field(ge=2, le=12)] | None = None
 
 
 class ScanIn(BaseModel):
@@ -84,6 +80,11 @@ def create_app(agent: Agent) -> FastAPI:
 
     @app.post("/api/override")
     async def override(body: OverrideIn) -> dict[str, Any]:
+        if body.action == "manual_plate" and (not body.plate or normalise_plate(body.plate)
+                                              is None):
+            raise HTTPException(422, detail=f"{body.plate!r} is not a valid plate: province "
+                                "character, office letter, 5 letters or digits (6 on new-energy "
+                                "plates), no I or O, e.g. 陕K12345")
         op = Operator(body.action, body.operator.strip(), body.reason.strip(),
                       plate=body.plate, txn=body.txn)
         try:
@@ -93,12 +94,23 @@ def create_app(agent: Agent) -> FastAPI:
         return {"ok": True, "state": agent.snapshot()}
 
     @app.post("/api/anpr")
-    async def anpr(body: AnprIn) -> dict[str, bool]:
+    async def anpr(request: Request) -> dict[str, Any]:
+        # Our own simple JSON or a Vzenith AlarmInfoPlate push (edge_agent/console/anpr.py).
+        # The reply never carries Vzenith's {"Response_AlarmInfoPlate": {"info": "ok"}}: that
+        # would make the camera open the barrier itself, bypassing the gate's decision.
         if not agent.cfg.camera.anpr_push:
             raise HTTPException(403, detail="ANPR push is disabled (camera.anpr_push = false)")
-        agent.emit(PlateRead(body.plate, int(round(body.confidence * 1000)), "anpr",
-                             camera=body.camera, axles=body.axles))
-        return {"ok": True}
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPException(422, detail=f"ANPR push is not JSON: {exc}") from None
+        try:
+            push = parse_anpr(payload)
+        except AnprFormatError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        agent.emit(PlateRead(push.plate, push.conf_pm, "anpr", camera=push.camera,
+                             axles=push.axles, seen_ms=push.seen_ms))
+        return {"ok": True, "plate": push.plate}
 
     @app.post("/api/scan")
     async def scan(body: ScanIn) -> dict[str, bool]:
@@ -133,6 +145,18 @@ def create_app(agent: Agent) -> FastAPI:
         except httpx.HTTPError as exc:
             raise HTTPException(502, detail=f"camera unreachable: {exc}") from None
         return Response(r.content, media_type="image/jpeg")
+
+    @app.get("/api/snapshots/{name}")
+    async def kept_snapshot(name: str) -> Response:
+        """A plate-read snapshot kept under the data dir, by the hash the ledger records."""
+        try:
+            path = snapshot_path(agent.snapshot_dir, name.removesuffix(".jpg"))
+        except ValueError as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        if not path.exists():
+            raise HTTPException(404, detail=f"no snapshot {name} in {agent.snapshot_dir}")
+        return Response(path.read_bytes(), media_type="image/jpeg",
+                        headers={"Cache-Control": "max-age=86400, immutable"})
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Any, exc: ValueError) -> JSONResponse:

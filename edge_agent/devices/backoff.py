@@ -17,5 +17,10 @@ class Backoff:
         self._next = min(self.maximum_s, delay * self.factor)
         return delay
 
+    @property
+    def pending_s(self) -> float:
+        """The delay the next failure will wait, without taking it."""
+        return self._next or self.initial_s
+
     def reset(self) -> None:
         self._next = 0.0

@@ -87,18 +87,29 @@ class ModbusIO:
                         self.emit(ins)
                     await asyncio.sleep(self.cfg.poll_ms / 1000)
             except (DeviceLost, ModbusException, OSError, TimeoutError) as exc:
-                self._status(False, {"error": str(exc) or type(exc).__name__})
+                self._status(False, {"error": str(exc) or type(exc).__name__,
+                                     "endpoint": self._where()})
             finally:
                 self.client = None
+                # Inputs seen before the loss say nothing about now: after a reconnect the
+                # first good read is reported even when it looks the same.
+                self.last = None
                 client.close()
             await asyncio.sleep(self.backoff.next_delay())
+
+    def _where(self) -> str:
+        if self.cfg.kind == "modbus_tcp":
+            return f"{self.cfg.host}:{self.cfg.port} unit {self.cfg.unit_id}"
+        return f"{self.cfg.device} unit {self.cfg.unit_id}"
 
     async def _write(self, addr: int | None, value: bool) -> None:
         if addr is None:
             return
         client = self.client
         if client is None:
-            raise DeviceLost("gate IO is offline")
+            # Fail closed: no coil is written while the board is unreachable, so the barrier
+            # stays where its controller holds it (down) until the operator sees the alarm.
+            raise DeviceLost(f"gate IO ({self._where()}) is offline; check its cable and power")
         async with self._lock:
             rr = await client.write_coil(addr, value, device_id=self.cfg.unit_id)
         if rr.isError():
@@ -123,7 +134,11 @@ def relay_frame(channel: int, on: bool) -> bytes:
 
 
 class UsbRelayIO:
-    """Outputs only; the barrier is pulsed for ``pulse_ms``. No beam or loop inputs."""
+    """Outputs only; the barrier is pulsed for ``pulse_ms``. No beam or loop inputs.
+
+    The boards never answer, so the only sign of life is the serial port itself: ``run`` keeps
+    it open and a hang-up (USB unplugged, pty closed) or a failed write marks the board offline.
+    """
 
     def __init__(self, cfg: IoSection, emit: Emit) -> None:
         self.cfg = cfg
@@ -131,35 +146,48 @@ class UsbRelayIO:
         self.port: SerialStream | None = None
         self.online = False
         self.backoff = Backoff()
+        self.frames_sent: list[bytes] = []  # for diagnostics and benchmarks
+
+    def _status(self, online: bool, detail: dict[str, Any]) -> None:
+        if online != self.online:
+            self.online = online
+            self.emit(DeviceStatus("io", online, detail))
 
     async def run(self) -> None:
+        device = self.cfg.device or ""
         while True:
             try:
-                if self.port is None:
-                    assert self.cfg.device
-                    self.port = SerialStream(self.cfg.device, self.cfg.baudrate)
-                    self.online = True
-                    self.emit(DeviceStatus("io", True, {}))
-                    self.backoff.reset()
-                await asyncio.sleep(1.0)
+                port = SerialStream(device, self.cfg.baudrate)
             except DeviceLost as exc:
-                if self.online:
-                    self.emit(DeviceStatus("io", False, {"error": str(exc)}))
-                self.online = False
-                self.port = None
+                self._status(False, {"error": str(exc), "endpoint": device})
                 await asyncio.sleep(self.backoff.next_delay())
+                continue
+            self.port = port
+            self.backoff.reset()
+            self._status(True, {})
+            try:
+                while True:
+                    await port.read()  # nothing is expected; this wakes on a hang-up
+            except DeviceLost as exc:
+                self._status(False, {"error": str(exc), "endpoint": device})
+            finally:
+                self.port = None
+                port.close()
+            await asyncio.sleep(self.backoff.next_delay())
 
     async def _set(self, channel: int | None, on: bool) -> None:
         if channel is None:
             return
-        if self.port is None:
-            raise DeviceLost("USB relay board is offline")
+        port = self.port
+        if port is None:
+            raise DeviceLost(f"USB relay board {self.cfg.device} is offline; check the USB cable")
+        frame = relay_frame(channel, on)
         try:
-            await self.port.write(relay_frame(channel, on))
-        except DeviceLost:
-            self.port.close()
-            self.port = None
+            await port.write(frame)
+        except DeviceLost as exc:
+            self._status(False, {"error": str(exc), "endpoint": self.cfg.device})
             raise
+        self.frames_sent.append(frame)
 
     async def barrier(self, up: bool) -> None:
         ch = self.cfg.coils.barrier_up if up else self.cfg.coils.barrier_down

@@ -94,6 +94,7 @@ class Txn:
     min_conf_pm: int = 900  # GatePolicy.plate_min_conf_pm when the transaction began
     left_entry_loop: bool = False  # this truck has driven off the entry loop
     next_arrival_ms: int | None = None  # another vehicle reached the entry loop at this time
+    reader_done: bool = False  # the gate's own reader reported for this truck
 
     @property
     def plate(self) -> PlateRead | None:
@@ -514,6 +515,10 @@ class GateController:
         plate = t.plate
         if plate is None:
             return  # wait for a plate (camera or operator); the barrier stays down
+        waited = now_ms - (t.identify_ms or now_ms)
+        if (self.policy.await_reader and not t.reader_done and t.manual_plate is None
+                and waited < self.policy.identify_timeout_ms):
+            return  # the gate's own read is still coming: compare it before deciding
         kind, _ = self._pass_kind(plate.plate, now_ms, t.stable_kg)
         self._check_ticket(t, plate.plate, now_ms, out)
         waiting_ticket = (
@@ -709,7 +714,9 @@ class GateController:
         if ev.txn is not None:
             if t is None or t.id != ev.txn or t.weighing is not None:
                 return  # that truck is decided or gone: a late read changes nothing
+            t.reader_done = True
             if t.next_arrival_ms is not None and seen >= t.next_arrival_ms:
+                self._try_decide(now_ms, out)
                 return  # the frame may show the next truck on the entry loop
             self._add_plate(t, ev, now_ms, out)
             return
@@ -735,9 +742,10 @@ class GateController:
         self._add_plate(t, ev, now_ms, out)
 
     def _add_plate(self, t: Txn, ev: PlateRead, now_ms: int, out: list[Action]) -> None:
+        was_waiting = t.waiting_for_plate
         t.plates.append(ev)
         t.plate_times.append((ev, now_ms))
-        if self.state == HELD and t.plate is not None and t.waiting_for_plate:
+        if self.state == HELD and was_waiting and t.plate is not None:
             self.state = IDENTIFY  # held only for want of a plate: decide now
         self._try_decide(now_ms, out)
 

@@ -39,6 +39,9 @@ class GatePolicy:
     # A plate read below this confidence (per mille) is only a candidate: the operator is
     # asked to confirm or type the plate (an audited override).
     plate_min_conf_pm: int = 900
+    # The gate PC reads plates itself: wait for its read (up to identify_timeout_ms) even when
+    # a pushed ANPR plate came first, so a swapped front plate is compared, not skipped.
+    await_reader: bool = False
     confirm_ms: int = 0  # extra stable time before deciding (jammer guard)
     release_timeout_ms: int = 120_000  # barrier up but no exit within this -> down
     device_timeout_ms: int = 3_000  # no scale sample this long -> scale offline

@@ -299,10 +299,14 @@ def test_manual_plate_override_and_manual_barrier() -> None:
     g = Gate()
     g.drive_on(15000, None)
     g.hold(15000, 30_000)
-    assert g.ctrl.state == "identify" and not g.bodies("weighing")
+    # No plate within identify_timeout: held with an alarm, the console asks (fail closed).
+    assert g.ctrl.state == "held" and not g.bodies("weighing") and not g.barrier_up
+    assert g.alarms() == ["plate_unread"] and g.ctrl.snapshot()["plate_prompt"]
     with pytest.raises(OperatorRefused):
         g.send(Operator("manual_plate", "张三", " ", plate=PLATE))
-    g.send(Operator("manual_plate", "张三", "车牌污损", plate=PLATE))
+    with pytest.raises(OperatorRefused, match="not a valid plate"):
+        g.send(Operator("manual_plate", "张三", "车牌污损", plate="陕KI2345"))
+    g.send(Operator("manual_plate", "张三", "车牌污损", plate="陕k·12345"))
     assert g.bodies("weighing")[0]["plate_source"] == "manual" and g.barrier_up
     assert g.bodies("override")[0]["plate"] == PLATE
 

@@ -106,6 +106,37 @@ def test_timestamps() -> None:
         format_ts(datetime(2026, 1, 1))
 
 
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("2026-11-28T04:05:06Z", datetime(2026, 11, 28, 4, 5, 6, tzinfo=UTC)),
+        ("2026-11-28T04:05:06.7Z", datetime(2026, 11, 28, 4, 5, 6, 700000, tzinfo=UTC)),
+        ("2024-02-29T23:59:59.123456789Z",
+         datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)),
+    ],
+)
+def test_parse_ts_accepts_rfc3339_utc(text: str, want: datetime) -> None:
+    assert parse_ts(text) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("2026-02-30T00:00:00Z", "not a valid calendar time"),
+        ("2026-11-28T24:00:00Z", "not a valid calendar time"),
+        ("2026-11-28T23:59:60Z", "not a valid calendar time"),
+        ("2026-11-28T04:05:06.789Z\n", "not an RFC 3339 UTC time"),
+        ("2026-11-28 04:05:06Z", "not an RFC 3339 UTC time"),
+        ("2026-11-28T04:05:06+08:00", "not an RFC 3339 UTC time"),
+        ("2026-11-28T04:05:06.Z", "not an RFC 3339 UTC time"),
+        ("\u0662\u0660\u0662\u0666-11-28T04:05:06Z", "not an RFC 3339 UTC time"),  # non-ASCII
+    ],
+)
+def test_parse_ts_refuses_bad_times(text: str, needle: str) -> None:
+    with pytest.raises(EntryError, match=needle):
+        parse_ts(text)
+
+
 def test_sign_verify_and_each_specific_failure() -> None:
     key = SignerKey.generate("mine-a")
     e0 = _entry()

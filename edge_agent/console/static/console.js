@@ -19,7 +19,9 @@ const T = {
              plate_mismatch: "车牌不符", no_ticket: "无煤票", invalid_ticket: "煤票无效",
              net_mismatch: "净重与煤票不符", overload: "超载", tare_out_of_band: "皮重异常",
              barrier_forced: "强行冲杆", escape: "无票逃逸", device_offline: "设备离线",
-             zero_drift: "零点漂移" },
+             zero_drift: "零点漂移", plate_unread: "车牌未识别" },
+    plate_prompt: "车牌未能可靠识别：请核对车辆后录入车牌（须填写原因）",
+    candidate: "识别候选", use_candidate: "填入车牌",
     devices: { scale: "仪表", io: "IO 模块" },
   },
   en: {
@@ -44,7 +46,9 @@ const T = {
              invalid_ticket: "invalid ticket", net_mismatch: "net differs from ticket",
              overload: "overload", tare_out_of_band: "tare out of band",
              barrier_forced: "barrier forced", escape: "escape", device_offline: "device offline",
-             zero_drift: "zero drift" },
+             zero_drift: "zero drift", plate_unread: "plate not read" },
+    plate_prompt: "The plate was not read reliably: check the truck and enter its plate (with a reason)",
+    candidate: "Reader's candidate", use_candidate: "Use it",
     devices: { scale: "indicator", io: "IO module" },
   },
 };
@@ -88,6 +92,17 @@ function render(s) {
   $("plate").textContent = s.plate ? s.plate + (s.plate_source ? " (" + s.plate_source + ")" : "") : "—";
   $("ticket").textContent = s.ticket ? s.ticket + " · " + s.ticket_result : (s.ticket_result || "—");
   $("txn").textContent = s.txn || "—";
+  // Below the confidence threshold (or nothing read in time) the operator types the plate.
+  const c = s.plate_candidate;
+  $("plate-prompt").hidden = !s.plate_prompt;
+  $("plate-candidate").textContent = c ? c.plate + " (" + Math.round(c.conf_pm / 10) + "%)" : "—";
+  $("use-candidate").hidden = !c;
+  if (c && c.snapshot_sha256) {
+    $("plate-snap").src = "/api/snapshots/" + c.snapshot_sha256 + ".jpg";
+    $("plate-snap").hidden = false;
+  } else {
+    $("plate-snap").hidden = true;
+  }
   const d = s.decision;
   $("decision").textContent = d ? (d.decision === "release" ? t.release : t.hold) : "—";
   $("decision").className = "big " + (d ? d.decision : "");
@@ -155,6 +170,12 @@ $("override").addEventListener("submit", async (e) => {
     : (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail));
   $("override-result").className = r.ok ? "ok" : "err";
   if (r.ok) loadRows();
+});
+$("use-candidate").addEventListener("click", () => {
+  const f = $("override");
+  f.elements.action.value = "manual_plate";
+  f.elements.plate.value = last && last.plate_candidate ? last.plate_candidate.plate : "";
+  f.elements.operator.focus();
 });
 $("scan").addEventListener("submit", async (e) => {
   e.preventDefault();
