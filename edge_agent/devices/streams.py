@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Protocol
 
 import serial
+
+EMPTY_READS_HUNG_UP = 3  # consecutive "readable but empty" wake-ups that mean a hang-up
 
 
 class DeviceLost(Exception):
@@ -32,6 +35,26 @@ class SerialStream:
         self._loop = asyncio.get_running_loop()
 
     async def read(self) -> bytes:
+        empty = 0
+        while True:
+            await self._readable()
+            try:
+                # os.read, not port.read: pyserial raises on the first empty read, and a Linux
+                # pty now and then wakes a reader with nothing to read (pyserial sets VMIN=0).
+                data = os.read(self.port.fileno(), 4096)
+            except BlockingIOError:
+                continue
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceLost(f"{self.device}: {exc}") from exc
+            if data:
+                return data
+            # Readable but empty, again and again: the other end hung up (USB unplugged).
+            empty += 1
+            if empty >= EMPTY_READS_HUNG_UP:
+                raise DeviceLost(f"{self.device}: hung up (readable but no data)")
+            await asyncio.sleep(0.01)
+
+    async def _readable(self) -> None:
         fut: asyncio.Future[None] = self._loop.create_future()
         fd = self.port.fileno()
 
@@ -44,14 +67,6 @@ class SerialStream:
             await fut
         finally:
             self._loop.remove_reader(fd)
-        try:
-            data = self.port.read(4096)
-        except (serial.SerialException, OSError) as exc:
-            raise DeviceLost(f"{self.device}: {exc}") from exc
-        if not data:
-            # Readable but empty: the other end hung up (pty master closed, USB unplugged).
-            raise DeviceLost(f"{self.device}: hung up")
-        return bytes(data)
 
     async def write(self, data: bytes) -> None:
         try:
