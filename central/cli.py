@@ -171,6 +171,9 @@ def site_enroll(
     name: Annotated[str, typer.Option(help="display name, e.g. 3号矿 东磅房")] = "",
     lat: Annotated[float | None, typer.Option(help="latitude, for the map")] = None,
     lon: Annotated[float | None, typer.Option(help="longitude, for the map")] = None,
+    loading_site: Annotated[str | None, typer.Option(
+        help="the loading site (mine) whose e-tickets this gate accepts; default: the site id. "
+             "Enrol every weighbridge of one mine with the same value")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Enrol a gate so the ingest accepts its signed entries.
@@ -178,6 +181,8 @@ def site_enroll(
     Example:
         coalgate central site enroll yl-mine-03 --key var/edge/site.pub \\
             --enterprise "榆林某某煤业有限公司" --name "3号矿 东磅房"
+        coalgate central site enroll yl-mine-03-west --key west.pub \\
+            --enterprise "榆林某某煤业有限公司" --loading-site yl-mine-03
     """
     from central.api.schemas import SiteIn
 
@@ -189,19 +194,29 @@ def site_enroll(
         typer.echo(f"note: the key is named {verifier.name!r}, the site {site!r}", err=True)
     try:
         body = SiteIn(id=site, enterprise=enterprise, name=name or site, lat=lat, lon=lon,
-                      verifier_key=verifier.to_text())
+                      verifier_key=verifier.to_text(), loading_site=loading_site)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
+    from central.tickets.errors import CentralTicketError
+    from central.tickets.sites import check_loading_site
+
+    loading = body.loading_site or body.id
     with _database(_settings(config)) as conn:
         try:
+            check_loading_site(conn, site=body.id, enterprise=body.enterprise,
+                               loading_site=loading)
             conn.execute(
-                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key),
+                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key, loading_site)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key,
+                 loading),
             )
             conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
                          (body.id,))
         except psycopg.errors.UniqueViolation:
             raise _fail(f"site {site!r} is already enrolled", 2) from None
+        except CentralTicketError as exc:
+            raise _fail(f"--loading-site: {exc}", 2) from None
         conn.commit()
-    typer.echo(f"enrolled {site} ({enterprise}) with key {verifier.name}+{verifier.key_id.hex()}")
+    typer.echo(f"enrolled {site} ({enterprise}) with key {verifier.name}+{verifier.key_id.hex()}"
+               + (f", loading site {loading}" if loading != site else ""))

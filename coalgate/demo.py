@@ -104,6 +104,8 @@ class Gate:
     driver: asyncio.Task[None] | None = None
     last_error: str | None = None
     driver_stop: asyncio.Event | None = None
+    # The bureau's trust-root key(s), written into the gate's [tickets] trust_roots.
+    trust_roots: tuple[str, ...] = ()
 
     @property
     def console(self) -> str:
@@ -351,7 +353,7 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: Ticke
     (gate.dir / "site.toml").write_text(site_config_toml(
         gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=MQTT_PROTOCOL,
-        mqtt_password_file=str(gate.dir / "mqtt.password"),
+        mqtt_password_file=str(gate.dir / "mqtt.password"), trust_roots=gate.trust_roots,
     ), encoding="utf-8")
     gate.edge.start()
     await _wait_http(gate.console + "/api/state", gate.edge, 60,
@@ -496,8 +498,14 @@ async def run_demo(opts: DemoOptions) -> int:
                       logs / "central-serve.log",
                       # the bureau's trust-root key: issuer keys can be rotated via the API
                       env={"COALGATE_TICKETS_ROOT_KEY": str(root_file)})
-        central = [ingest, serve]
-        say("启动中心：接入与 API / starting the central: ingest worker and API …")
+        # Issued and revoked tickets reach the gates' `tickets` topics (a delta per gate of
+        # the ticket's loading site) only through the publisher.
+        publisher = Child("central tickets", [*_coalgate(), "central", "tickets", "publish",
+                                              "--config", cfg],
+                          logs / "central-tickets.log")
+        central = [ingest, serve, publisher]
+        say("启动中心：接入、API 与电子票分发 / starting the central: ingest worker, API and the "
+            "e-ticket publisher …")
         for c in central:
             c.start()
         api = f"http://{opts.host}:{api_port}"
@@ -522,7 +530,8 @@ async def run_demo(opts: DemoOptions) -> int:
             edge = Child(f"gate agent {p.site_id}", [
                 *_coalgate(), "edge", "run", "--config", str(gdir / "site.toml"),
             ], logs / f"edge-{p.site_id}.log", env=env)
-            gates.append(Gate(p, gdir, sim, edge, port, {t.plate: t for t in p.trucks}))
+            gates.append(Gate(p, gdir, sim, edge, port, {t.plate: t for t in p.trucks},
+                              trust_roots=(root.verifier.to_text(),)))
         for g in gates:
             if stop.is_set():
                 break

@@ -13,6 +13,7 @@ short round of honest trucks and scripted cheats, repeated until the demo stops
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -254,11 +255,14 @@ def site_config_toml(
     speed: float,
     mqtt_protocol: str = "3.1.1",
     mqtt_password_file: str | None = None,
+    trust_roots: Sequence[str] = (),
 ) -> str:
     """The gate agent's site config (config/site.example.toml) for the simulator's endpoints.
 
     Paths are relative to the config file's directory (the site's directory in the data dir).
     ``mqtt_protocol``: the demo's in-process broker (amqtt) speaks MQTT 3.1.1 only.
+    ``trust_roots``: the bureau's trust-root verifier keys (text), so the gate accepts the
+    issuer trust list the central's ticket publisher sends it.
     """
     io = endpoints["modbus"]["gate_io_tcp"]
     policy = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gate_policy(speed).items())
@@ -297,6 +301,7 @@ anpr_push = true
 {snapshot}
 [tickets]
 store = "tickets.sqlite"
+trust_roots = {json.dumps(list(trust_roots))}
 
 [policy]
 {policy}

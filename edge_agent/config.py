@@ -184,8 +184,10 @@ def _looks_like_key_text(root: str) -> bool:
 
 class TicketsSection(_Strict):
     store: str = "var/tickets.sqlite"
-    # The loading site whose tickets this gate accepts, when it is not site.id: a second
-    # weighbridge of a mine (its own ledger) serving the mine's tickets. Default: site.id.
+    # The loading site (mine) whose tickets this gate accepts, when it is not site.id: a second
+    # weighbridge of a mine (its own ledger). Default: site.id. The verifier checks tickets
+    # against it; deltas still arrive on this gate's own topic (the central enrols the gate
+    # with the same --loading-site and publishes to every gate of the mine).
     site: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
     # The bureau's trust-root verifier keys that sign the issuer trust list: each a key text
     # (`name+keyid+base64`) or a file holding one (relative to this file). Without any, the

@@ -376,8 +376,7 @@ class Agent:
         # deltas the central publishes while this gate is offline.
         self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer,
                              on_tickets=self._apply_ticket_delta,
-                             session_expiry_s=GATE_SESSION_EXPIRY_S,
-                             tickets_site=self.cfg.tickets.site)
+                             session_expiry_s=GATE_SESSION_EXPIRY_S)
         self.outbox.start()
         self.log("outbox started", host=m.host, port=m.port, protocol=m.protocol, tls=m.tls)
 

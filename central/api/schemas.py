@@ -46,6 +46,11 @@ class SiteIn(_In):
         description="C2SP signed-note verifier key: name+8hexkeyid+base64(0x01‖pub)",
         examples=["yl-mine-03+4a5b6c7d+AdVw…"],
     )
+    loading_site: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", examples=["yl-mine-03"],
+        description="the loading site (mine) whose e-tickets this gate accepts; default: the "
+                    "site's own id. Two weighbridges of one mine share it.",
+    )
 
     @field_validator("verifier_key")
     @classmethod
@@ -73,6 +78,7 @@ class SiteOut(BaseModel):
     lat: float | None
     lon: float | None
     verifier_key: str
+    loading_site: str = Field(description="the loading site whose e-tickets this gate accepts")
     enrolled_at: datetime
     status: SiteStatusOut
 

@@ -1,18 +1,22 @@
 """Distribution of tickets, revocations, uses and the trust list to the gates over MQTT.
 
 Changes are queued in ``ticket_outbox`` inside the transaction that makes them (issue, void,
-an ingested use, a new trust list); :class:`TicketPublisher` publishes queued deltas to
-``coalgate/v1/sites/<site>/tickets`` at QoS 1 and marks each one published only after the
-broker's PUBACK, so a crash between the two re-sends (the gate applies deltas idempotently)
-and never drops. Several publishers may run at once: rows are claimed with SKIP LOCKED.
+an ingested use, a new trust list), one row per **gate**: a delta about a ticket of loading
+site X goes to every gate whose ``sites.loading_site`` is X (:func:`enqueue_loading_site`),
+each on its own topic, so broker ACLs stay per gate (a gate reads only its own ``tickets``).
+:class:`TicketPublisher` publishes queued deltas to ``coalgate/v1/sites/<gate>/tickets`` at
+QoS 1 and marks each one published only after the broker's PUBACK, so a crash between the two
+resends (the gate applies deltas idempotently) and never drops. Several publishers may run at
+once: rows are claimed with SKIP LOCKED.
 
 Delivery to a gate that is offline relies on its **persistent MQTT session**: the gate
 connects with a fixed client id, ``clean_start=False`` and a session expiry interval
-(:func:`gate_connect_properties`), so the broker queues QoS 1 deltas while it is away. Brokers
-bound that queue (Mosquitto: ``max_queued_messages``, 1000 by default) and drop the excess, so
-the publisher also sends each gate a **snapshot** — trust list, revocations of its unexpired
-tickets, its open tickets — whenever the gate comes back online (``site_state.online``, which
-the ingest keeps from the gate's retained status and last will). Deltas are idempotent, so a
+(edge_agent.sync.mqtt.session_properties, GATE_SESSION_EXPIRY_S), so the broker queues QoS 1
+deltas while it is away. Brokers bound that queue (Mosquitto: ``max_queued_messages``, 1000 by
+default) and drop the excess, so the publisher also sends each gate a **snapshot** — trust
+list, and for the gate's loading site the revocations and uses of unexpired tickets and the
+open tickets — whenever the gate comes back online (``site_state.online``, which the ingest
+keeps from the gate's retained status and last will). Deltas are idempotent, so a
 snapshot after a complete queue does no harm.
 """
 
@@ -27,17 +31,17 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg.types.json import Jsonb
 
-from edge_agent.sync.mqtt import MqttSettings, make_client
+from edge_agent.sync.mqtt import GATE_SESSION_EXPIRY_S, MqttSettings, make_client
+from edge_agent.sync.mqtt import session_properties as gate_connect_properties
 from edge_agent.sync.protocol import PROTOCOL_VERSION, topic
 from ledger.trust import format_time
 
 __all__ = [
     "GATE_SESSION_EXPIRY_S",
     "enqueue",
+    "enqueue_loading_site",
     "enqueue_all_sites",
     "snapshot",
     "gate_connect_properties",
@@ -47,9 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# How long the broker keeps a gate's session (and its queued deltas) while the gate is away.
-# Longer than any ticket may be valid (max-validity-days 31): a revocation still matters then.
-GATE_SESSION_EXPIRY_S = 35 * 24 * 3600
+# GATE_SESSION_EXPIRY_S and gate_connect_properties (= session_properties) are the gate's own
+# (edge_agent.sync.mqtt), re-exported here: the central and the gate must agree on them.
 
 
 class PublishError(Exception):
@@ -63,15 +66,31 @@ def enqueue(conn: psycopg.Connection[Any] | psycopg.Cursor[Any], site: str,
                  (site, Jsonb(dict(payload))))
 
 
+def enqueue_loading_site(
+    conn: psycopg.Connection[Any] | psycopg.Cursor[Any], loading_site: str,
+    payload: Mapping[str, Any], *, exclude: str | None = None,
+) -> None:
+    """Queue one delta for every gate that serves ``loading_site`` (except ``exclude``, the
+    gate the news came from); each gate gets its own row and, so, its own topic."""
+    conn.execute(
+        "INSERT INTO ticket_outbox (site, payload) SELECT id, %s FROM sites"
+        " WHERE loading_site = %s AND id IS DISTINCT FROM %s ORDER BY id",
+        (Jsonb(dict(payload)), loading_site, exclude),
+    )
+
+
 def enqueue_all_sites(conn: psycopg.Connection[Any], payload: Mapping[str, Any]) -> None:
     conn.execute("INSERT INTO ticket_outbox (site, payload) SELECT id, %s FROM sites",
                  (Jsonb(dict(payload)),))
 
 
 def snapshot(conn: psycopg.Connection[Any], site: str, *, now: datetime) -> int:
-    """Queue everything a gate must hold: the trust list, revocations of its tickets that are
-    not yet expired, and its open tickets. Returns how many deltas were queued."""
+    """Queue everything gate ``site`` must hold: the trust list, and for its loading site the
+    revocations of tickets not yet expired, the open tickets, and uses at other gates.
+    Returns how many deltas were queued."""
     n = 0
+    row = conn.execute("SELECT loading_site FROM sites WHERE id = %s", (site,)).fetchone()
+    loading_site = row[0] if row is not None else site
     row = conn.execute(
         "SELECT note FROM ticket_trust_lists ORDER BY serial DESC LIMIT 1").fetchone()
     if row is not None:
@@ -80,7 +99,7 @@ def snapshot(conn: psycopg.Connection[Any], site: str, *, now: datetime) -> int:
     for ticket_id, at, reason in conn.execute(
         "SELECT id, voided_at, void_reason FROM tickets WHERE site = %s"
         " AND voided_at IS NOT NULL AND valid_to > %s ORDER BY voided_at",
-        (site, now),
+        (loading_site, now),
     ).fetchall():
         enqueue(conn, site, {"type": "revoked", "ticket_id": ticket_id,
                              "at": format_time(at), "reason": reason or ""})
@@ -89,21 +108,21 @@ def snapshot(conn: psycopg.Connection[Any], site: str, *, now: datetime) -> int:
         "SELECT qr FROM tickets t WHERE site = %s AND voided_at IS NULL AND valid_to > %s"
         " AND NOT EXISTS (SELECT 1 FROM ticket_uses u WHERE u.ticket_id = t.id)"
         " ORDER BY issued_at",
-        (site, now),
+        (loading_site, now),
     ).fetchall():
         enqueue(conn, site, {"type": "issued", "ticket": text})
         n += 1
+    # Uses at the mine's other gates: this gate must refuse those tickets too, even offline.
+    for ticket_id, use_site, seq, at in conn.execute(
+        "SELECT u.ticket_id, u.site, u.seq, u.ts FROM ticket_uses u JOIN tickets t"
+        " ON t.id = u.ticket_id WHERE t.site = %s AND t.valid_to > %s AND u.site <> %s"
+        " ORDER BY u.ts, u.site, u.seq",
+        (loading_site, now, site),
+    ).fetchall():
+        enqueue(conn, site, {"type": "used", "ticket_id": ticket_id, "site": use_site,
+                             "seq": seq, "at": format_time(at)})
+        n += 1
     return n
-
-
-def gate_connect_properties(expiry_s: int = GATE_SESSION_EXPIRY_S) -> Properties:
-    """CONNECT properties a gate needs for a persistent session under MQTT v5: with
-    ``clean_start=False`` and a fixed client id, the broker keeps its subscription and queues
-    QoS 1 deltas while it is offline. (Under v5 a session expiry of 0, the default, ends the
-    session at disconnect even with clean_start=False.)"""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = expiry_s
-    return props
 
 
 def _utcnow() -> datetime:

@@ -27,7 +27,7 @@ import psycopg
 
 from central.alarms import raise_alarms
 from central.rules.model import AlarmDraft
-from central.tickets.distribution import enqueue
+from central.tickets.distribution import enqueue_loading_site
 from central.tickets.rules import (
     QuotaStatus,
     RuleAlarm,
@@ -78,8 +78,10 @@ def apply(
     entries = [item if isinstance(item, Entry) else item.entry for item in items]
     if not entries:
         return 0
-    row = cur.execute("SELECT enterprise FROM sites WHERE id = %s", (site_id,)).fetchone()
+    row = cur.execute("SELECT enterprise, loading_site FROM sites WHERE id = %s",
+                      (site_id,)).fetchone()
     enterprise = row[0] if row else None
+    loading_site = row[1] if row else site_id
     row = cur.execute("SELECT ticket_required FROM ticket_site_policy WHERE site = %s",
                       (site_id,)).fetchone()
     required = bool(row[0]) if row else ticket_required_default
@@ -94,7 +96,7 @@ def apply(
             continue
         if e.kind != "weighing" or body.get("pass") not in _LOADED:
             continue
-        drafts.extend(_weighing(cur, site_id, enterprise, e, required))
+        drafts.extend(_weighing(cur, site_id, loading_site, enterprise, e, required))
     if policy_seen is not None:
         cur.execute(
             "INSERT INTO ticket_site_policy (site, ticket_required) VALUES (%s, %s)"
@@ -105,7 +107,8 @@ def apply(
 
 
 def _weighing(
-    cur: psycopg.Cursor[Any], site: str, enterprise: str | None, e: Entry, required: bool
+    cur: psycopg.Cursor[Any], site: str, loading_site: str, enterprise: str | None, e: Entry,
+    required: bool,
 ) -> list[AlarmDraft]:
     body = e.body
     ts = parse_ts(e.ts)
@@ -174,16 +177,19 @@ def _weighing(
                         "voided_at": format_time(voided_at),
                         "plate": _str(body, "plate")},
             ))
-        if ticket_site != site:
+        if ticket_site != loading_site:
             out.append(AlarmDraft(
                 site=site, code="invalid_ticket", severity="critical",
                 dedup_key=f"seq:{e.seq}:ticket_wrong_site", seq=e.seq, txn=txn,
                 detail={"source": "central", "result": "wrong_site", "ticket_id": ticket_id,
-                        "ticket_site": ticket_site, "plate": _str(body, "plate")},
+                        "ticket_site": ticket_site, "gate_loading_site": loading_site,
+                        "plate": _str(body, "plate")},
             ))
-            # The ticket's own gate must refuse it from now on, even offline.
-            enqueue(cur, ticket_site, {"type": "used", "ticket_id": ticket_id, "site": site,
-                                       "seq": e.seq, "at": format_time(ts)})
+        # The other gates of the ticket's loading site must refuse it from now on, even
+        # offline (this gate knows: it recorded the use itself).
+        enqueue_loading_site(cur, ticket_site, {"type": "used", "ticket_id": ticket_id,
+                                                "site": site, "seq": e.seq,
+                                                "at": format_time(ts)}, exclude=site)
     return out
 
 

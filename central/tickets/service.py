@@ -18,16 +18,16 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from central.tickets.distribution import enqueue
+from central.tickets.distribution import enqueue_loading_site
 from central.tickets.errors import (
     QuotaRefusedError,
-    SiteNotAllowedError,
     TicketInputError,
     TicketNotFoundError,
     TicketStateError,
 )
 from central.tickets.issuers import active_signer, check_enterprise_id
 from central.tickets.rules import QuotaPolicy, QuotaStatus, decide_issuance
+from central.tickets.sites import check_issuing_site
 from ledger.ticket import CHINA_OFFSET, Ticket, default_quota_period, issue_ticket
 from ledger.ticket_errors import TicketFormatError
 from ledger.ticket_qr import make_qr
@@ -294,12 +294,8 @@ def issue(
     """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota."""
     check_enterprise_id(req.enterprise)
     now = now.astimezone(UTC).replace(microsecond=0)
-    site = conn.execute("SELECT enterprise FROM sites WHERE id = %s", (req.site,)).fetchone()
-    if site is None or site[0] != req.enterprise:
-        raise SiteNotAllowedError(
-            f"site {req.site!r} is not a site of enterprise {req.enterprise!r}; "
-            "choose one of the enterprise's enrolled weighbridges"
-        )
+    # req.site is the loading site (the mine) the ticket names; any gate serving it accepts it.
+    check_issuing_site(conn, enterprise=req.enterprise, loading_site=req.site)
     valid_from = (req.valid_from or now).astimezone(UTC).replace(microsecond=0)
     valid_to = (req.valid_to or valid_from + default_validity).astimezone(UTC)
     period = req.quota_period or default_quota_period(now)
@@ -350,7 +346,7 @@ def issue(
              ticket.planned_net_kg, period, ticket.valid_from, ticket.valid_to, now,
              signer.key_id.hex(), text, token, who),
         )
-        enqueue(conn, req.site, {"type": "issued", "ticket": text})
+        enqueue_loading_site(conn, req.site, {"type": "issued", "ticket": text})
     return get_ticket(conn, ticket_id)
 
 
@@ -378,8 +374,8 @@ def void(
             "UPDATE tickets SET voided_at = %s, voided_by = %s, void_reason = %s WHERE id = %s",
             (now, who, reason, ticket_id),
         )
-        enqueue(conn, ticket.site, {"type": "revoked", "ticket_id": ticket_id,
-                                    "at": format_time(now), "reason": reason})
+        enqueue_loading_site(conn, ticket.site, {"type": "revoked", "ticket_id": ticket_id,
+                                                 "at": format_time(now), "reason": reason})
     return get_ticket(conn, ticket_id)
 
 

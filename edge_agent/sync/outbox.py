@@ -101,7 +101,6 @@ class Outbox:
         on_tickets: Callable[[dict[str, Any]], None] | None = None,
         client_id: str | None = None,
         session_expiry_s: int | None = None,
-        tickets_site: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_size < 1:
@@ -128,9 +127,6 @@ class Outbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session_expiry_s = session_expiry_s
-        # The loading site whose ticket deltas this gate takes (a second weighbridge of a mine
-        # has its own ledger site id but serves the mine's tickets); default: its own.
-        self._tickets_topic = topic(tickets_site or site_id, "tickets")
         self._client = make_client(mqtt_settings, client_id or f"edge-{site_id}",
                                    persistent=session_expiry_s is not None)
         self._client.will_set(
@@ -195,7 +191,7 @@ class Outbox:
             log.error("site %s: %s", self.site_id, self.last_error)
             return
         c.subscribe([(topic(self.site_id, "ack"), 1), (topic(self.site_id, "cmd"), 1),
-                     (self._tickets_topic, 1)])
+                     (topic(self.site_id, "tickets"), 1)])
         self._events.put(_Event("connected"))
 
     def _on_disconnect(self, c: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -204,7 +200,7 @@ class Outbox:
         self._events.put(_Event("disconnected"))
 
     def _on_message(self, c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        channel = "tickets" if msg.topic == self._tickets_topic else msg.topic.rsplit("/", 1)[-1]
+        channel = msg.topic.rsplit("/", 1)[-1]
         payload = bytes(msg.payload)
         try:
             if channel == "ack":

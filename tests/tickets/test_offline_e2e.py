@@ -1,18 +1,22 @@
 """Issue 7, must hold "Offline", end to end with real parts.
 
-Real Mosquitto (private, on a free port, so the test can stop it), real PostgreSQL (throwaway
-database), the real central ingest worker and ticket publisher, and two gates built from the
-components the agent runtime wires together: ``LedgerStore`` + ``Outbox`` (persistent MQTT
-session, ticket deltas applied by the outbox thread) + ``GateTicketVerifier``.
+Real Mosquitto (private, on a free port, so the test can stop it, with the shipped per-site ACL
+config/mosquitto/acl and a password per gate), real PostgreSQL (throwaway database), the real
+central ingest worker and ticket publisher, and two gates built from the components the agent
+runtime wires together: ``LedgerStore`` + ``Outbox`` (persistent MQTT session, ticket deltas
+applied by the outbox thread) + ``GateTicketVerifier``.
 
 The two gates are two weighbridges of one mine: gate 1 is the loading site the tickets name,
-gate 2 has its own ledger (site id ``<site>-2``) and serves the same tickets (``[tickets] site``).
+gate 2 has its own ledger (site id ``<site>-2``), is enrolled with that loading site
+(``sites.loading_site``) and checks tickets against it (``[tickets] site``). Each gate reads
+only its own ``tickets`` topic (the ACL); the central publishes the mine's deltas to both.
 That is the only way one valid ticket can pass two gates while they are offline: a single gate
-refuses a second use itself, and a gate of another site refuses it as ``wrong_site``.
+refuses a second use itself, and a gate of another loading site refuses it as ``wrong_site``.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -38,6 +42,7 @@ from tests.central.sync_helpers import start_worker, wait_until
 from tests.tickets.central_support import ENT_A, make_database
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
+ACL = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "acl"
 SITE = "S61082101"
 SITE2 = "S61082101-2"
 PLATE = "陕K8A3B2"
@@ -59,8 +64,9 @@ class GateUnderTest:
             self.store, site, settings, signer=self.signer, batch_size=50, ack_timeout=3,
             poll_interval=0.05, checkpoint_interval=3600, heartbeat_interval=3600,
             on_tickets=self._on_tickets, session_expiry_s=GATE_SESSION_EXPIRY_S,
-            tickets_site=ticket_site, client_id=f"edge-{site}-{uuid.uuid4().hex[:6]}",
+            client_id=f"edge-{site}-{uuid.uuid4().hex[:6]}",
         )
+        self.loading_site = ticket_site
         self.n = 0
 
     def _on_tickets(self, delta: dict[str, Any]) -> None:
@@ -72,6 +78,9 @@ class GateUnderTest:
         with conn.cursor() as cur:
             enroll_site(cur, self.site, enterprise=ENT_A, name=self.site,
                         verifier_key=self.signer.verifier.to_text())
+            # What `coalgate central site enroll <site> --loading-site <mine>` stores.
+            cur.execute("UPDATE sites SET loading_site = %s WHERE id = %s",
+                        (self.loading_site, self.site))
         self.store.append("config", {"sha256": "00" * 32, "agent_version": "test",
                                      "policy": {"ticket_required": True}})
 
@@ -140,11 +149,18 @@ def db_url() -> Iterator[str]:
 def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
     db_url: str, tmp_path: Path
 ) -> None:
-    broker = Mosquitto(tmp_path / "broker", "allow_anonymous true\n")
+    passwd = tmp_path / "passwd"
+    users = {"central": "c-secret", SITE: "g1-secret", SITE2: "g2-secret"}
+    for i, (user, pw) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd),
+                        user, pw], check=True, capture_output=True)
+    passwd.chmod(0o600)
+    broker = Mosquitto(tmp_path / "broker",
+                       f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n")
     broker.start()
-    settings = broker.settings()
-    gate1 = GateUnderTest(SITE, SITE, tmp_path, settings)
-    gate2 = GateUnderTest(SITE2, SITE, tmp_path, settings)
+    settings = broker.settings("central", users["central"])
+    gate1 = GateUnderTest(SITE, SITE, tmp_path, broker.settings(SITE, users[SITE]))
+    gate2 = GateUnderTest(SITE2, SITE, tmp_path, broker.settings(SITE2, users[SITE2]))
     worker = None
     stop_pub = threading.Event()
     pub_thread: threading.Thread | None = None
@@ -177,9 +193,13 @@ def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
         )
         service.void(conn, parse_ticket(t.revoked).ticket.ticket_id, reason="订单取消",
                      who="sales", now=datetime.now(UTC))
-        # While online, the revocation reaches both gates (gate 2 through the mine's topic).
+        # While online, the revocation reaches both gates, each on its own topic.
         wait_until(lambda: gate1.reason(t.revoked) == "revoked"
                    and gate2.reason(t.revoked) == "revoked", 30, "the revocation at both gates")
+        # An honest use at gate 1 while online: the central tells gate 2, which refuses it.
+        early = _issue(conn, now=now)
+        assert gate1.weigh(early) == "ok"
+        wait_until(lambda: gate2.reason(early) == "used", 30, "gate 1's use known at gate 2")
 
         broker.stop()  # the outage
         wait_until(lambda: not gate1.outbox.connected and not gate2.outbox.connected, 30,
@@ -218,8 +238,12 @@ def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
         assert detail["sites"] == [SITE, SITE2]
         uses = conn.execute("SELECT ticket_id, count(*) FROM ticket_uses GROUP BY ticket_id"
                             " ORDER BY ticket_id").fetchall()
-        honest = {parse_ticket(q).ticket.ticket_id for q in (t.valid1, t.valid2)}
+        honest = {parse_ticket(q).ticket.ticket_id for q in (t.valid1, t.valid2, early)}
         assert dict(uses) == {**{tid: 1 for tid in honest}, shared_id: 2}
+        # Honest uses at either weighbridge of the mine are valid there: no invalid_ticket.
+        invalid = conn.execute("SELECT site, detail FROM alarms WHERE code = 'invalid_ticket'"
+                               ).fetchall()
+        assert invalid == []
     finally:
         stop_pub.set()
         if pub_thread is not None:

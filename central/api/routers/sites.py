@@ -12,11 +12,13 @@ from psycopg.rows import dict_row
 from central.api.deps import Admin, Conn, Reader, SettingsDep, check_site_visible
 from central.api.schemas import ErrorOut, SiteIn, SiteOut, SiteStatusOut
 from central.auth import Principal
+from central.tickets.errors import SiteNotAllowedError
+from central.tickets.sites import check_loading_site
 
 router = APIRouter(prefix="/sites", tags=["sites"])
 
 _SITE_SELECT = """
-SELECT s.id, s.enterprise, s.name, s.lat, s.lon, s.verifier_key, s.enrolled_at,
+SELECT s.id, s.enterprise, s.name, s.lat, s.lon, s.verifier_key, s.loading_site, s.enrolled_at,
        coalesce(st.online, false) AS reported_online, st.last_seen,
        coalesce(st.verified_seq, -1) AS verified_seq, st.checkpoint_size,
        (SELECT count(*) FROM alarms a WHERE a.site = s.id AND a.state <> 'resolved')
@@ -30,7 +32,8 @@ def _site_out(row: dict[str, Any], offline_after: timedelta, now: datetime) -> S
     fresh = last_seen is not None and now - last_seen <= offline_after
     return SiteOut(
         id=row["id"], enterprise=row["enterprise"], name=row["name"], lat=row["lat"],
-        lon=row["lon"], verifier_key=row["verifier_key"], enrolled_at=row["enrolled_at"],
+        lon=row["lon"], verifier_key=row["verifier_key"], loading_site=row["loading_site"],
+        enrolled_at=row["enrolled_at"],
         status=SiteStatusOut(
             online=bool(row["reported_online"]) and fresh,
             reported_online=row["reported_online"], last_seen=last_seen,
@@ -64,22 +67,31 @@ def list_sites(conn: Conn, user: Reader, settings: SettingsDep) -> list[SiteOut]
 
 
 @router.post("", response_model=SiteOut, status_code=status.HTTP_201_CREATED,
-             responses={409: {"model": ErrorOut}}, summary="Enrol a site and its key (admin)")
+             responses={403: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+             summary="Enrol a site and its key (admin)")
 def enroll(body: SiteIn, conn: Conn, user: Admin, settings: SettingsDep) -> SiteOut:
     """Enrol a gate: from now on the ingest accepts entries signed by this verifier key on the
-    site's topics. Enrolment is once per site id; a second enrolment is refused with 409."""
+    site's topics. Enrolment is once per site id; a second enrolment is refused with 409.
+    ``loading_site`` (default: the id) is the mine whose e-tickets the gate accepts; it may not
+    belong to another enterprise (403)."""
+    loading_site = body.loading_site or body.id
     try:
         with conn.transaction():
+            check_loading_site(conn, site=body.id, enterprise=body.enterprise,
+                               loading_site=loading_site)
             conn.execute(
-                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key),
+                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key, loading_site)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key,
+                 loading_site),
             )
             conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
                          (body.id,))
     except psycopg.errors.UniqueViolation:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"site {body.id!r} is already enrolled") from None
+    except SiteNotAllowedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     return load_sites(conn, user, settings.rules.offline_after_s, body.id)[0]
 
 
