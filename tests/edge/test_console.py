@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from edge_agent.config import load_config
+from tests.central.cdp import Browser
 from tests.edge.encoders import xk_frame
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -123,18 +124,25 @@ def test_console_shows_a_weighing_and_prints_a_slip(agent: Any, tmp_path: Path) 
     row = httpx.get(url + "/api/transactions").json()[0]
     assert row["plate"] == "陕K12345" and row["weight_kg"] == 15200
 
-    dom = chromium(tmp_path, "--dump-dom", url + "/")
-    assert "过磅台" in dom and "演示煤矿 1号磅" in dom
-    assert "15,200 kg" in dom and "陕K12345" in dom and "放行" in dom
-    assert "/slip/" in dom and "今日过磅" in dom
-    dom_en = chromium(tmp_path, "--dump-dom", url + "/?lang=en")
-    assert "Live weight" in dom_en and "Release" in dom_en and "过磅台" not in dom_en
-
-    shot = tmp_path / "console-zh.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1000", url + "/")
-    assert shot.stat().st_size > 20_000
-    chromium(tmp_path, f"--screenshot={tmp_path / 'console-en.png'}", "--window-size=1280,1000",
-             url + "/?lang=en")
+    # The page fills itself from /api/state and the live stream after load: wait for that
+    # rather than dumping the DOM at the load event.
+    browser = Browser(tmp_path / "cdp-profile")
+    try:
+        browser.navigate(url + "/")
+        browser.wait_for("document.body.innerText.includes('演示煤矿 1号磅')", 20, "site name")
+        browser.wait_for("document.body.innerText.includes('15,200 kg')", 20, "the weighing")
+        text = browser.eval("document.body.innerText")
+        assert "过磅台" in text and "陕K12345" in text and "放行" in text and "今日过磅" in text
+        assert browser.eval("document.querySelector('a[href*=\"/slip/\"]') !== null")
+        shot = browser.screenshot(tmp_path / "console-zh.png")
+        assert shot.stat().st_size > 20_000
+        browser.navigate(url + "/?lang=en")
+        browser.wait_for("document.body.innerText.includes('Live weight')", 20, "English page")
+        browser.wait_for("document.body.innerText.includes('Release')", 20, "English decision")
+        assert "过磅台" not in browser.eval("document.body.innerText")
+        browser.screenshot(tmp_path / "console-en.png")
+    finally:
+        browser.close()
 
     slip = chromium(tmp_path, "--dump-dom", f"{url}/slip/{row['seq']}")
     assert "过磅单" in slip and "15,200 kg" in slip and "<svg" in slip
