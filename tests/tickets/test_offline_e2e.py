@@ -60,6 +60,7 @@ class GateUnderTest:
         self.verifier = GateTicketVerifier(ticket_site, workdir / f"{site}-tickets.sqlite",
                                            trust_roots=[ROOT.verifier])
         self.deltas: list[str] = []
+        self.errors: list[str] = []
         self.outbox = Outbox(
             self.store, site, settings, signer=self.signer, batch_size=50, ack_timeout=3,
             poll_interval=0.05, checkpoint_interval=3600, heartbeat_interval=3600,
@@ -70,8 +71,13 @@ class GateUnderTest:
         self.n = 0
 
     def _on_tickets(self, delta: dict[str, Any]) -> None:
-        # The outbox thread: the verifier gives it its own SQLite connection.
-        self.verifier.apply_delta(delta, now=datetime.now(UTC))
+        # The outbox thread: the verifier gives it its own SQLite connection. The outbox logs
+        # and drops a callback's exception; keep it, so the test sees a refused delta.
+        try:
+            self.verifier.apply_delta(delta, now=datetime.now(UTC))
+        except Exception as exc:
+            self.errors.append(f"{delta.get('type')}: {exc}")
+            raise
         self.deltas.append(str(delta.get("type")))
 
     def enrol(self, conn: psycopg.Connection[Any]) -> None:
@@ -244,6 +250,12 @@ def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
         invalid = conn.execute("SELECT site, detail FROM alarms WHERE code = 'invalid_ticket'"
                                ).fetchall()
         assert invalid == []
+        # Gate 1's use of the shared ticket reaches gate 2 (which used it too, offline) as a use
+        # at another gate of the mine, not as a conflicting second use "here".
+        # (Gate 2 hears of three: `early`, valid1 and the shared ticket.)
+        wait_until(lambda: gate2.deltas.count("used") + len(gate2.errors) >= 3, 30,
+                   "gate 1's uses at gate 2")
+        assert gate1.errors == [] and gate2.errors == []
     finally:
         stop_pub.set()
         if pub_thread is not None:
