@@ -188,7 +188,8 @@ class Agent:
         try:
             roots = self.cfg.tickets.trust_root_keys()
             return GateTicketVerifier(self.cfg.tickets.site or self.cfg.site.id,
-                                      Path(self.cfg.tickets.store), trust_roots=roots)
+                                      Path(self.cfg.tickets.store), trust_roots=roots,
+                                      gate_site=self.cfg.site.id)
         except (ConfigError, LedgerError) as exc:
             raise RuntimeError_(f"tickets: {exc}") from exc
 

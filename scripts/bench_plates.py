@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge_agent.plates import PlateReader
-from edge_agent.plates.calibration import FEATURE_NAMES, features
+from edge_agent.plates.calibration import CAP_EXPONENT, FEATURE_NAMES, features
 from edge_agent.plates.evaluate import Outcome, load_labels, score
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.locate import locate
@@ -86,7 +86,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
 
 def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) -> None:
     """Fit calibration.WEIGHTS on candidate readings of frame sets of ``seeds``."""
-    rows, ys = [], []
+    rows, ys, caps = [], [], []
     for seed in seeds:
         folder = root / f"cal{seed}"
         if not (folder / "labels.csv").exists():
@@ -97,10 +97,13 @@ def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) ->
                 ev = reader.evidence(cand)
                 if ev is not None:
                     rows.append(features(ev))
+                    caps.append(min(ev.char_probs))
                     ys.append(float(ev.text == f.plate))
     x, y = np.array(rows), np.array(ys)
     w = _fit_logistic(x, y)
     p = 1 / (1 + np.exp(-(w[0] + x @ w[1:])))
+    # The reliability table is of the confidence the reader returns, i.e. after the cap.
+    p = np.minimum(p, np.array(caps) ** CAP_EXPONENT)
     edges = [0, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.01]
     bins = []
     for lo, hi in zip(edges, edges[1:], strict=False):
@@ -124,7 +127,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, help="keep the frame set here (default: temp dir)")
     ap.add_argument("--repeat", type=int, default=3, help="timing runs per frame (>= 1)")
     ap.add_argument("--calibrate", action="store_true",
-                    help="fit calibration weights on seeds 7-10, print them and exit")
+                    help="fit calibration weights on seeds 7-12, print them and exit")
     args = ap.parse_args()
 
     cv2.setNumThreads(1)
@@ -134,7 +137,7 @@ def main() -> None:
         if not args.calibrate and not (folder / "labels.csv").exists():
             write_frameset(folder, args.count, args.seed)
         if args.calibrate:
-            _calibrate([7, 8, 9, 10], 300, reader, folder)
+            _calibrate([7, 8, 9, 10, 11, 12], 300, reader, folder)
             return
         frames = load_labels(folder)
         outcomes = []

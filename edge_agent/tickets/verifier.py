@@ -74,8 +74,13 @@ class GateTicketVerifier:
         store_path: Path,
         *,
         trust_roots: Iterable[VerifierKey] = (),
+        gate_site: str | None = None,
     ) -> None:
         self.site_id = site_id
+        # ``site_id`` is the loading site tickets must name; ``gate_site`` this gate's own
+        # ledger site id (default: the same). They differ at a mine's second weighbridge, where
+        # a `used` delta from the first gate (whose id is the loading site) is a use elsewhere.
+        self.gate_site = gate_site or site_id
         self.trust_roots = tuple(trust_roots)
         self.store_path = store_path
         self._local = threading.local()
@@ -168,7 +173,7 @@ class GateTicketVerifier:
 
     def mark_used(self, ticket_id: str, *, seq: int, now: datetime) -> None:
         """Record that the ticket released a truck here (``seq``: the ledger entry)."""
-        self.store.record_use(ticket_id, site=self.site_id, seq=seq, used_at=now, here=True)
+        self.store.record_use(ticket_id, site=self.gate_site, seq=seq, used_at=now, here=True)
 
     def tickets_for_plate(self, plate: str, *, now: datetime) -> list[str]:
         """Issued tickets (from central deltas) for a plate: when the driver's phone is dead."""
@@ -194,7 +199,7 @@ class GateTicketVerifier:
                     raise TicketDeltaError("ticket delta 'used': seq must be an integer")
                 self.store.record_use(
                     _str(delta, "ticket_id"), site=site, seq=seq, used_at=_time(delta, "at"),
-                    here=site == self.site_id,
+                    here=site == self.gate_site,
                 )
             elif kind == "issued":
                 text = _str(delta, "ticket")

@@ -58,7 +58,7 @@ class GateUnderTest:
         self.signer = SignerKey.generate(site)
         self.store = LedgerStore.open(workdir / f"{site}.sqlite", site=site, signer=self.signer)
         self.verifier = GateTicketVerifier(ticket_site, workdir / f"{site}-tickets.sqlite",
-                                           trust_roots=[ROOT.verifier])
+                                           trust_roots=[ROOT.verifier], gate_site=site)
         self.deltas: list[str] = []
         self.errors: list[str] = []
         self.outbox = Outbox(
