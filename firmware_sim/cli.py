@@ -65,6 +65,11 @@ def run(
         typer.Option("--repeat", help="Continuous traffic: when the scenario's trucks have all "
                      "left, send them again (until Ctrl-C; ignored with end_after_s)."),
     ] = False,
+    linger: Annotated[
+        bool,
+        typer.Option("--linger", help="After the scenario ends, keep every endpoint serving "
+                     "(an empty platform) until Ctrl-C, so the gate under test stops first."),
+    ] = False,
 ) -> None:
     """Start the simulated site and run a scenario until it ends or Ctrl-C.
 
@@ -94,6 +99,7 @@ def run(
         camera=camera,
         anpr_push_url=anpr_push,
         repeat=repeat,
+        linger=linger,
     )
     try:
         asyncio.run(_run(sim))

@@ -68,6 +68,7 @@ class Simulator:
         camera: bool = True,
         anpr_push_url: str | None = None,
         repeat: bool = False,
+        linger: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -84,6 +85,10 @@ class Simulator:
         self._anpr_push_url = anpr_push_url
         # Continuous traffic: when every truck has gone, the scenario's trucks come again.
         self.repeat = repeat
+        # Keep serving an empty platform after the end, so a gate under test can be stopped
+        # before its devices disappear (otherwise it rightly records them going offline).
+        self.linger = linger
+        self._end_emitted = False
         self.round = 1
         self.camera: _Camera | None = None
         self._shown_plate: str | None = None
@@ -214,7 +219,7 @@ class Simulator:
                 for indicator in self.continuous:
                     indicator.send(reading, self.site.scale.spec)
                 next_frame = max(next_frame + frame_every, now)
-            if self._ended(self.sim_time()):
+            if not self._end_emitted and self._ended(self.sim_time()):
                 if self.repeat and self.scenario.scenario.end_after_s is None:
                     self.round += 1
                     self.site.repeat_traffic()
@@ -222,7 +227,9 @@ class Simulator:
                                                             "round": self.round}))
                 else:
                     self._emit(Event(self.site.t, "end", {}))
-                    break
+                    self._end_emitted = True
+                    if not self.linger:
+                        break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
 

@@ -64,7 +64,9 @@ class SimRun:
         self.sim = subprocess.Popen(
             [PY, "-m", "coalgate", "sim", "run", "--scenario", str(self.scenario_path),
              "--speed", str(self.speed), "--endpoints-out", str(ep),
-             "--truth-out", str(self.tmp / "truth.jsonl"), "--dev-dir", str(self.tmp / "dev")],
+             "--truth-out", str(self.tmp / "truth.jsonl"), "--dev-dir", str(self.tmp / "dev"),
+             # The agent is stopped before the simulator, so no device vanishes under it.
+             "--linger"],
             cwd=ROOT, stdout=open(self.tmp / "sim.out", "wb"),
             stderr=open(self.tmp / "sim.err", "wb"),
         )

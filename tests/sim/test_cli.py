@@ -26,7 +26,8 @@ COALGATE = [sys.executable, "-c", "from coalgate.cli import main; main()"]
 
 
 def start(
-    tmp_path: Path, scenario: Path, speed: float = 20.0, camera: bool = False
+    tmp_path: Path, scenario: Path, speed: float = 20.0, camera: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     endpoints = tmp_path / "endpoints.json"
     proc = subprocess.Popen(
@@ -45,6 +46,7 @@ def start(
             "--dev-dir",
             str(tmp_path / "dev"),
             "--camera" if camera else "--no-camera",
+            *extra,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -88,6 +90,34 @@ def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     assert eps["camera"] is not None
     assert all(Path(e["device"]).is_symlink() for e in eps["serial"].values())
     proc.send_signal(sig)
+    proc.wait(timeout=20)
+    assert_clean(tmp_path, eps, proc)
+
+
+def test_linger_keeps_serving_after_the_end_until_stopped(tmp_path: Path) -> None:
+    scenario = tmp_path / "short.toml"
+    scenario.write_text(
+        '[scenario]\nname = "short"\nend_after_s = 2\n\n'
+        '[[truck]]\nplate = "陕K12345"\naxles = 6\ntare_kg = 15200\nload_kg = 0\n'
+        'arrive_s = 600\n',
+        encoding="utf-8",
+    )
+    proc, eps = start(tmp_path, scenario, speed=20.0, extra=("--linger",))
+    truth = tmp_path / "truth.jsonl"
+    wait_for(lambda: '"record": "end"' in truth.read_text("utf-8"), timeout=30,
+             what="the end record")
+    time.sleep(0.5)
+    assert proc.poll() is None, "with --linger the simulator keeps running after the end"
+    tcp = eps["modbus"]["scale_tcp"]
+    client = ModbusTcpClient(tcp["host"], port=tcp["port"])
+    assert client.connect()
+    try:
+        regs = client.read_holding_registers(0, count=2, device_id=tcp["unit_id"])
+        assert not regs.isError()
+        assert abs((regs.registers[0] << 16) | regs.registers[1]) <= 100  # an empty platform
+    finally:
+        client.close()
+    proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
     assert_clean(tmp_path, eps, proc)
 
