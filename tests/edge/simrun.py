@@ -53,6 +53,9 @@ class SimRun:
     endpoints: dict[str, Any] = field(default_factory=dict)
     console: str = ""
     pushed: set[tuple[str, float]] = field(default_factory=set)
+    # Also play a rear ANPR camera that reads the truck's own (rear) plate, as two-camera gates
+    # have: a swapped front plate then disagrees with it.
+    rear_camera: bool = False
     overridden: set[str] = field(default_factory=set)
 
     @property
@@ -209,6 +212,10 @@ port = {port}
                 httpx.post(self.console + "/api/anpr",
                            json={"plate": rec.get("shown_plate") or rec["plate"],
                                  "confidence": 0.95}, timeout=2)
+                if self.rear_camera:
+                    httpx.post(self.console + "/api/anpr",
+                               json={"plate": rec["plate"], "confidence": 0.95,
+                                     "camera": "rear"}, timeout=2)
 
     def play_operator(self) -> None:
         """A weighbridge operator who, once the alarm is recorded, lets a held truck go with a

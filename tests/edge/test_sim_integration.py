@@ -27,6 +27,7 @@ CHEAT_ALARM = {
     "one_axle_off": "not_fully_on_platform",
     "no_weighing": "escape",
     "force_barrier": "barrier_forced",
+    "plate_swap": "plate_mismatch",
 }
 
 
@@ -144,6 +145,7 @@ def test_escape_with_ticket_policy_over_format2(run: Any) -> None:
 
 def test_every_cheat_yields_its_alarm_over_xk3190_tcp(run: Any) -> None:
     r = run("cheats-mixed", scale_endpoint="xk3190_tcp", speed=4.0, policy={"default_axles": 5})
+    r.rear_camera = True
     entries = finish(r, timeout=120, operator=True)
     truth = [t for t in r.truth() if t.get("record") == "truth"]
     by_txn = txn_entries(entries)

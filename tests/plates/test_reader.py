@@ -21,7 +21,7 @@ def reader() -> PlateReader:
 
 @pytest.fixture(scope="module")
 def small_set(reader: PlateReader) -> list[tuple[FrameLabel, Outcome]]:
-    # Seed 1234 is used by neither calibration (7, 8) nor the benchmark (42).
+    # Seed 1234 is used by neither calibration (7-12) nor the benchmark (42).
     out = []
     for i, spec in enumerate(frame_specs(60, seed=1234)):
         frame, label = render_frame(spec.plate, kind=spec.kind or "auto",
