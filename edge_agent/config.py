@@ -163,16 +163,22 @@ class CameraSection(_Strict):
 
 
 class ScannerSection(_Strict):
-    kind: Literal["serial", "tcp", "keyboard", "none"] = "none"
+    # camera: a camera at the driver's window whose snapshots are searched for the ticket QR.
+    kind: Literal["serial", "tcp", "keyboard", "camera", "none"] = "none"
     device: str | None = None
     baudrate: Annotated[int, Field(ge=300, le=921600)] = 9600
     host: str | None = None
     port: Port | None = None
+    snapshot_url: str | None = None
+    interval_ms: Annotated[int, Field(ge=100, le=10_000)] = 500
 
     @model_validator(mode="after")
     def _consistent(self) -> ScannerSection:
         if self.kind in ("serial", "tcp"):
             _need_endpoint(self.kind, self.device, self.host, self.port)
+        if self.kind == "camera" and not self.snapshot_url:
+            raise ValueError("kind = \"camera\" needs snapshot_url (the camera's JPEG "
+                             "snapshot address, e.g. http://192.168.1.64/snapshot.jpg)")
         return self
 
 

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from edge_agent.config import SiteConfig
 from edge_agent.devices.io import GateIO, NoIO, make_io
 from edge_agent.devices.scale import ModbusScale, StreamScale, make_scale
-from edge_agent.devices.scanner import LineScanner
+from edge_agent.devices.scanner import CameraQrScanner, LineScanner
 from edge_agent.devices.streams import DeviceLost
 from edge_agent.gate import (
     Action,
@@ -163,8 +163,11 @@ class Agent:
                  recovered_txn=rp.recovered.txn if rp.recovered else None)
         self.scale: StreamScale | ModbusScale = make_scale(self.cfg.scale, self.emit)
         self.io: GateIO = make_io(self.cfg.io, self.emit)
-        self.scanner = LineScanner(self.cfg.scanner, self.emit) \
-            if self.cfg.scanner.kind in ("serial", "tcp") else None
+        self.scanner: LineScanner | CameraQrScanner | None = None
+        if self.cfg.scanner.kind in ("serial", "tcp"):
+            self.scanner = LineScanner(self.cfg.scanner, self.emit)
+        elif self.cfg.scanner.kind == "camera":
+            self.scanner = CameraQrScanner(self.cfg.scanner, self.emit)
         self.outbox: Any = None
         self.stopping = asyncio.Event()
         self._stable_at: float | None = None

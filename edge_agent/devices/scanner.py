@@ -1,10 +1,14 @@
 """QR scanner: one code per line from a serial or TCP scanner (keyboard wedges type into the
-console, which posts to /api/scan)."""
+console, which posts to /api/scan), or ticket QR codes found in a camera's snapshots."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+
+import cv2
+import numpy as np
 
 from edge_agent.config import ScannerSection
 from edge_agent.devices.backoff import Backoff
@@ -70,3 +74,59 @@ class LineScanner:
             finally:
                 pipe.close()
             await asyncio.sleep(self.backoff.next_delay())
+
+
+# A driver holds the phone up for a few seconds: one code is one scan, not one per frame.
+REPEAT_AFTER_S = 30.0
+
+
+def tickets_in_jpeg(jpeg: bytes) -> list[str]:
+    """The e-ticket texts zxing-cpp finds in one JPEG snapshot (none for an unreadable image)."""
+    from edge_agent.tickets.scan import ticket_texts_in_frame
+
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return [] if frame is None else ticket_texts_in_frame(frame)
+
+
+class CameraQrScanner:
+    """Polls a camera's snapshot URL and reports each ticket QR it sees as a scan."""
+
+    def __init__(self, cfg: ScannerSection, emit: Callable[[Event], None]) -> None:
+        assert cfg.snapshot_url
+        self.url = cfg.snapshot_url
+        self.interval_s = cfg.interval_ms / 1000
+        self.emit = emit
+        self.backoff = Backoff()
+        self.online = False
+        self._seen: dict[str, float] = {}
+
+    def _fresh(self, text: str, now: float) -> bool:
+        self._seen = {t: at for t, at in self._seen.items() if now - at < REPEAT_AFTER_S}
+        if text in self._seen:
+            return False
+        self._seen[text] = now
+        return True
+
+    async def run(self) -> None:
+        from edge_agent.camera import CameraError, grab_frames
+
+        while True:
+            try:
+                frames = await grab_frames(self.url, 1, 0.0)
+            except CameraError as exc:
+                if self.online:
+                    self.emit(DeviceStatus("scanner", False, {"error": str(exc)}))
+                self.online = False
+                await asyncio.sleep(self.backoff.next_delay())
+                continue
+            if not self.online:
+                self.online = True
+                self.emit(DeviceStatus("scanner", True, {"camera": self.url}))
+            self.backoff.reset()
+            # zxing-cpp takes a few ms per 720p frame: keep it off the gate's event loop.
+            texts = await asyncio.to_thread(tickets_in_jpeg, frames[0].jpeg)
+            now = time.monotonic()
+            for text in texts:
+                if self._fresh(text, now):
+                    self.emit(TicketScan(text))
+            await asyncio.sleep(self.interval_s)
