@@ -57,6 +57,7 @@ class SimRun:
     # have: a swapped front plate then disagrees with it.
     rear_camera: bool = False
     overridden: set[str] = field(default_factory=set)
+    held_since: dict[str, float] = field(default_factory=dict)
 
     @property
     def scenario_path(self) -> Path:
@@ -223,6 +224,11 @@ port = {port}
         st = httpx.get(self.console + "/api/state", timeout=2).json()
         d = st.get("decision") or {}
         if st["state"] != "held" or st["txn"] in self.overridden:
+            return
+        # Like a person, only for a truck that stands on the scale and after a look: a truck
+        # driving straight through (an escape) is not waved out before it forces the barrier.
+        first_seen = self.held_since.setdefault(st["txn"], time.monotonic())
+        if not st.get("stable") or time.monotonic() - first_seen < 1.0:
             return
         if d.get("txn") == st["txn"] and "overload" in d.get("reasons", []):
             return
