@@ -103,22 +103,25 @@ def test_linger_keeps_serving_after_the_end_until_stopped(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     proc, eps = start(tmp_path, scenario, speed=20.0, extra=("--linger",))
-    truth = tmp_path / "truth.jsonl"
-    wait_for(lambda: '"record": "end"' in truth.read_text("utf-8"), timeout=30,
-             what="the end record")
-    time.sleep(0.5)
-    assert proc.poll() is None, "with --linger the simulator keeps running after the end"
-    tcp = eps["modbus"]["scale_tcp"]
-    client = ModbusTcpClient(tcp["host"], port=tcp["port"])
-    assert client.connect()
     try:
-        regs = client.read_holding_registers(0, count=2, device_id=tcp["unit_id"])
-        assert not regs.isError()
-        assert abs((regs.registers[0] << 16) | regs.registers[1]) <= 100  # an empty platform
+        truth = tmp_path / "truth.jsonl"
+        wait_for(lambda: '"record": "end"' in truth.read_text("utf-8"), timeout=30,
+                 what="the end record")
+        time.sleep(0.5)
+        assert proc.poll() is None, "with --linger the simulator keeps running after the end"
+        tcp = eps["modbus"]["scale_tcp"]
+        client = ModbusTcpClient(tcp["host"], port=tcp["port"])
+        assert client.connect()
+        try:
+            regs = client.read_holding_registers(0, count=2, device_id=tcp["unit_id"])
+            assert not regs.isError()
+            assert abs((regs.registers[0] << 16) | regs.registers[1]) <= 100  # an empty platform
+        finally:
+            client.close()
     finally:
-        client.close()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
     assert_clean(tmp_path, eps, proc)
 
 
