@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,8 +21,8 @@ from central.ingest.cli import ingest
 from central.settings import Settings, SettingsError, load_settings
 from central.tickets.cli import app as tickets_app
 from central.tickets.settings import TicketSettings
-from ledger.errors import KeyFormatError, LedgerError
-from ledger.keys import read_signer_file, read_verifier
+from ledger.errors import KeyFormatError
+from ledger.keys import read_verifier
 
 __all__ = ["app"]
 
@@ -90,33 +89,19 @@ def serve(
         url = resolve_url(settings.ingest.database)
     except DatabaseError as exc:
         raise _fail(str(exc)) from None
+    try:
+        tickets = TicketSettings.from_config(settings, source=config)
+    except SettingsError as exc:
+        raise _fail(str(exc), 2) from None
     bind_host = host or settings.api.host
     bind_port = settings.api.port if port is None else port
     typer.echo(f"coalgate central: dashboard http://{bind_host}:{bind_port}/dashboard/ , "
                f"API http://{bind_host}:{bind_port}/api/v1 , OpenAPI /openapi.json")
     api = create_app(settings, url=url, routers=[tickets_router])
-    api.state.tickets = _ticket_settings(settings)
+    api.state.tickets = tickets
     # Driver pages and slip verification live at the site root (/t/…, /v/…), not under /api.
     api.include_router(pages_router)
     uvicorn.run(api, host=bind_host, port=bind_port, log_level="info")
-
-
-def _ticket_settings(settings: Settings) -> TicketSettings:
-    """E-ticket settings from [tickets], with the witness verifier taken from the witness key."""
-    section = settings.tickets
-    witness_file = settings.ingest.witness_key_file
-    try:
-        root = read_signer_file(section.root_key_file) if section.root_key_file else None
-        witness = read_signer_file(witness_file).verifier if witness_file.exists() else None
-    except LedgerError as exc:
-        raise _fail(f"[tickets]/[witness] key: {exc}") from None
-    return TicketSettings(
-        root_key=root,
-        public_url=section.public_url.rstrip("/"),
-        default_validity=timedelta(hours=section.default_validity_h),
-        max_validity_days=section.max_validity_days,
-        witness=witness,
-    )
 
 
 @token_app.command("create")
@@ -197,24 +182,14 @@ def site_enroll(
                       verifier_key=verifier.to_text(), loading_site=loading_site)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
+    from central.sites import SiteExistsError, enrol_site
     from central.tickets.errors import CentralTicketError
-    from central.tickets.sites import check_loading_site
 
-    loading = body.loading_site or body.id
     with _database(_settings(config)) as conn:
         try:
-            check_loading_site(conn, site=body.id, enterprise=body.enterprise,
-                               loading_site=loading)
-            conn.execute(
-                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key, loading_site)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key,
-                 loading),
-            )
-            conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
-                         (body.id,))
-        except psycopg.errors.UniqueViolation:
-            raise _fail(f"site {site!r} is already enrolled", 2) from None
+            loading = enrol_site(conn, body)
+        except SiteExistsError as exc:
+            raise _fail(str(exc), 2) from None
         except CentralTicketError as exc:
             raise _fail(f"--loading-site: {exc}", 2) from None
         conn.commit()

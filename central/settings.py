@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from central.ingest.settings import ConfigError, IngestSettings
 from central.ingest.settings import settings_from_mapping as ingest_from_mapping
@@ -28,6 +28,7 @@ __all__ = [
     "RuleSettings",
     "Settings",
     "SettingsError",
+    "TicketsSection",
     "load_settings",
 ]
 
@@ -71,12 +72,52 @@ class RuleSettings(_Section):
 
 
 class TicketsSection(_Section):
-    # The bureau's trust-root signer key file (0600): it signs the published issuer trust list.
-    root_key_file: Path | None = None
-    # Base of the driver-page links printed on tickets and slips, e.g. https://coal.example.gov.cn
-    public_url: str = ""
-    default_validity_h: int = Field(default=48, ge=1)
-    max_validity_days: int = Field(default=31, ge=1, le=366)
+    """``[tickets]``: the central's e-ticket layer (read into central.tickets.settings).
+
+    Each description is the fix quoted when a value is refused.
+    """
+
+    root_key_file: Path | None = Field(
+        default=None,
+        description="the bureau's trust-root signer key file (mode 0600), which signs the "
+                    "issuer trust list, e.g. root_key_file = \"/etc/coalgate/bureau-root.key\"; "
+                    "create it with `coalgate ledger keygen --name bureau-root --out FILE`",
+    )
+    public_url: str = Field(
+        default="",
+        description="the base of the driver-page links printed on tickets and slips, an "
+                    "http(s) URL such as public_url = \"https://coal.example.gov.cn\", or \"\" "
+                    "for the address each request came in on",
+    )
+    witness_verifier_file: Path | None = Field(
+        default=None,
+        description="a file holding the central witness's verifier (public) key, so the slip "
+                    "check verifies its cosignature; leave it out where [witness] key_file is "
+                    "readable (the verifier is derived from it)",
+    )
+    default_validity_h: int = Field(
+        default=48, ge=1,
+        description="hours a ticket is valid when issued without valid_to: a whole number "
+                    ">= 1, e.g. default_validity_h = 48",
+    )
+    max_validity_days: int = Field(
+        default=31, ge=1, le=366,
+        description="the longest ticket validity in days, written into the trust list (gates "
+                    "refuse longer tickets): a whole number from 1 to 366, e.g. 31",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+# Tables whose refusals also name the fix (from each field's description).
+_FIXED_SECTIONS: dict[str, type[BaseModel]] = {"tickets": TicketsSection}
+# [tickets] keys holding file paths: relative ones are taken from the config file's directory.
+_TICKET_FILES = ("root_key_file", "witness_verifier_file")
 
 
 class Settings(BaseModel):
@@ -114,6 +155,19 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _problem(err: Any) -> str:
+    """One refused value as ``table.key: what is wrong (expected: the fix)``."""
+    loc = tuple(str(p) for p in err["loc"])
+    text = f"{'.'.join(loc)}: {err['msg']}"
+    section = _FIXED_SECTIONS.get(loc[0]) if len(loc) == 2 else None
+    if section is None:
+        return text
+    if err["type"] == "extra_forbidden":
+        return f"{text} (known keys of [{loc[0]}]: {', '.join(section.model_fields)})"
+    field = section.model_fields.get(loc[1])
+    return f"{text} (expected: {field.description})" if field and field.description else text
+
+
 def settings_from_mapping(
     doc: Mapping[str, Any], *, base: Path, env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -121,17 +175,18 @@ def settings_from_mapping(
     doc = _merge(dict(doc), _env_overrides(os.environ if env is None else env))
     ours = {k: v for k, v in doc.items() if k not in _INGEST_TABLES}
     tickets = ours.get("tickets")
-    if isinstance(tickets, Mapping) and isinstance(tickets.get("root_key_file"), str):
-        ours["tickets"] = {**tickets, "root_key_file": base / tickets["root_key_file"]}
+    if isinstance(tickets, Mapping):
+        ours["tickets"] = {
+            key: base / value if key in _TICKET_FILES and isinstance(value, str) else value
+            for key, value in tickets.items()
+        }
     try:
         ingest = ingest_from_mapping(doc, base=base)
         return Settings.model_validate({**ours, "ingest": ingest})
     except ConfigError as exc:
         raise SettingsError(str(exc)) from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise SettingsError(f"invalid central settings: {problems}") from exc
 
 

@@ -36,10 +36,11 @@ router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 
 def ticket_settings(request: Request) -> TicketSettings:
-    """``app.state.tickets`` if the service set it, else from the environment (once)."""
+    """``app.state.tickets`` if the service set it (``coalgate central serve`` does, at start),
+    else read once from ``[tickets]`` of the app's central settings."""
     settings = getattr(request.app.state, "tickets", None)
     if settings is None:
-        settings = TicketSettings.from_env()
+        settings = TicketSettings.from_config(request.app.state.settings)
         request.app.state.tickets = settings
     assert isinstance(settings, TicketSettings)
     return settings

@@ -64,16 +64,16 @@ def publish(config: ConfigOpt = None, interval: float = 0.5,
 def issuer_key(enterprise: Annotated[str, typer.Argument(help="Enterprise id (ticket iss).")],
                config: ConfigOpt = None) -> None:
     """Create (or rotate) an enterprise's issuer key and publish the new trust list. Needs the
-    bureau trust-root key in COALGATE_TICKETS_ROOT_KEY.
+    bureau trust-root key: ``[tickets] root_key_file`` in the central config.
 
-    Example: COALGATE_TICKETS_ROOT_KEY=root.key coalgate central tickets issuer-key E610821001
+    Example: coalgate central tickets issuer-key E610821001 --config /etc/coalgate/central.toml
     """
     try:
-        ts = TicketSettings.from_env()
+        ts = TicketSettings.from_config(load_settings(config), source=config)
         with db.connect(_url(config)) as conn:
             row = issuers.create_issuer_key(conn, enterprise, ts.root_key, now=ts.now(),
                                             max_validity_days=ts.max_validity_days)
-    except (CentralTicketError, LedgerError) as exc:
+    except (SettingsError, CentralTicketError, LedgerError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"{row.kid} {row.verifier_key}")
 

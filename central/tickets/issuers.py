@@ -202,6 +202,6 @@ def current_trust_list(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
 def _no_root() -> TrustRootMissingError:
     return TrustRootMissingError(
         "no trust-root signer key is configured, so the issuer trust list cannot be signed; "
-        "create one with `coalgate ledger keygen --name bureau-root`, keep it mode 0600 "
-        "and set COALGATE_TICKETS_ROOT_KEY=/path/to/bureau-root.key"
+        "create one with `coalgate ledger keygen --name bureau-root --out FILE`, keep it mode "
+        "0600 and name it in the central config: [tickets] root_key_file = \"FILE\""
     )

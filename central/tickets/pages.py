@@ -10,7 +10,9 @@ Mounted at the site root (not under /api/v1): ``app.include_router(pages_router)
   proof against the latest witness-cosigned checkpoint, and the checks done here (``?format=
   json`` for the raw proof to check offline). ``/v?q=CGW1:...`` resolves the gate's printed
   slip code.
-- ``/tickets/new``: the issuance form for sales offices (static HTML + JS, no CDN).
+- ``/tickets/new``: the issuance form for sales offices (static HTML + JS, no CDN): issue, see
+  the recent tickets, and void an unused one (reason required, confirmed in a second step),
+  all through the JSON API with the office's token, so the API's role checks apply.
 """
 
 from __future__ import annotations

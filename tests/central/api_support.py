@@ -1,52 +1,25 @@
-"""Fixtures and helpers for the API, projection and dashboard tests.
+"""Helpers for the API, projection and dashboard tests.
 
-Real parts throughout: a throwaway PostgreSQL database per test module, a real gate ledger
-(ledger.store) whose batches go through the real ingest handler (central.ingest.worker), and
-the real FastAPI app (in-process client, or uvicorn on a free port for streams and browsers).
+Real parts throughout: a throwaway PostgreSQL database per test module (tests.support.pg), a
+real gate ledger (ledger.store) whose batches go through the real ingest handler
+(central.ingest.worker), and the real FastAPI app (in-process client, or
+tests.support.api_server for streams and browsers).
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from central.api import create_app
 from central.auth import create_token
 from central.ingest.worker import Ingestor
 from central.settings import Settings, load_settings
 from edge_agent.sync.protocol import CheckpointMessage, LedgerBatch, Status, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def make_database() -> tuple[str, Callable[[], None]]:
-    """A new empty database and a function that drops it. Fails if PostgreSQL is missing."""
-    name = "coalgate_api_" + uuid.uuid4().hex[:12]
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (db test, user postgres) is required: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
 
 
 def api_settings(**env: str) -> Settings:
@@ -143,40 +116,3 @@ class Gate:
 
     def close(self) -> None:
         self.store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """The app under uvicorn on a free port, in a thread (for SSE clients and browsers)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise AssertionError("the API server did not start within 20 s")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "the API server did not stop"
-
-
-def serve(settings: Settings, url: str) -> Iterator[Server]:
-    with Server(create_app(settings, url=url, sweep_offline_sites=False)) as server:
-        yield server

@@ -20,7 +20,8 @@ from ledger.checkpoint import open_checkpoint, verify_cosignature
 from ledger.entry import Entry
 from ledger.keys import SignerKey, VerifierKey
 from ledger.merkle import verify_inclusion
-from tests.central.api_support import Gate, api_settings, auth, make_database, token
+from tests.central.api_support import Gate, api_settings, auth, token
+from tests.support.pg import make_database
 
 
 @dataclass
@@ -37,7 +38,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    url, drop = make_database()
+    url, drop = make_database(migrated=False)
     tmp = tmp_path_factory.mktemp("api")
     app = create_app(api_settings(), url=url, sweep_offline_sites=False)
     try:

@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 from central.auth import lookup_token
 from central.cli import app
 from ledger.keys import SignerKey
-from tests.central.api_support import make_database
+from tests.support.pg import make_database
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def db_env() -> Iterator[tuple[str, dict[str, str]]]:
-    url, drop = make_database()
+    url, drop = make_database(migrated=False)
     try:
         yield url, {"COALGATE_CENTRAL__DATABASE__URL": url}
     finally:

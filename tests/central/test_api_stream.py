@@ -16,7 +16,9 @@ import pytest
 
 from central.ingest.worker import Ingestor
 from ledger.keys import SignerKey
-from tests.central.api_support import Gate, Server, api_settings, auth, make_database, token
+from tests.central.api_support import Gate, api_settings, auth, token
+from tests.support.api_server import Server
+from tests.support.pg import make_database
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    url, drop = make_database()
+    url, drop = make_database(migrated=False)
     tmp = tmp_path_factory.mktemp("stream")
     try:
         from central.api import create_app

@@ -16,8 +16,10 @@ from central.api import create_app
 from central.api.app import DASHBOARD_DIR
 from central.ingest.worker import Ingestor
 from ledger.keys import SignerKey
-from tests.central.api_support import Gate, Server, api_settings, auth, make_database, token
-from tests.central.cdp import Browser
+from tests.central.api_support import Gate, api_settings, auth, token
+from tests.support.api_server import Server
+from tests.support.cdp import Browser
+from tests.support.pg import make_database
 
 SCREENSHOT_COPY = Path("/tmp/coalgate-dashboard.png")
 
@@ -33,7 +35,7 @@ def test_dashboard_has_no_external_assets():
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Browser, Server, Gate,
                                                                        Ingestor]]:
-    url, drop = make_database()
+    url, drop = make_database(migrated=False)
     tmp = tmp_path_factory.mktemp("dash")
     try:
         app = create_app(api_settings(), url=url, sweep_offline_sites=False)

@@ -19,7 +19,6 @@ from edge_agent.sync.outbox import Outbox
 from edge_agent.sync.protocol import LedgerBatch, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import (
     Gate,
     alarm_codes,
@@ -31,6 +30,7 @@ from tests.central.sync_helpers import (
     wait_until,
     write_worker_config,
 )
+from tests.support.broker import Mosquitto
 
 
 def _tare(site: str, i: int, plate: str, kg: int) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import pytest
 
 from edge_agent.sync.outbox import Outbox
 from ledger.store import LedgerStore
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import (
     audit_central,
     central_count,
@@ -30,6 +29,7 @@ from tests.central.sync_helpers import (
     wait_until,
     write_worker_config,
 )
+from tests.support.broker import Mosquitto
 
 OUTAGE_S = 20.0
 

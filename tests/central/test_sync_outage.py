@@ -17,7 +17,6 @@ import pytest
 
 from edge_agent.sync.mqtt import RECONNECT_MAX_S
 from edge_agent.sync.outbox import Outbox
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import (
     audit_central,
     central_count,
@@ -27,6 +26,7 @@ from tests.central.sync_helpers import (
     unique,
     wait_until,
 )
+from tests.support.broker import Mosquitto
 
 pytestmark = pytest.mark.slow
 

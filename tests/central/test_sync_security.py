@@ -16,7 +16,6 @@ from edge_agent.sync.outbox import Outbox
 from edge_agent.sync.protocol import LedgerBatch, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import (
     REPO,
     alarm_codes,
@@ -29,6 +28,7 @@ from tests.central.sync_helpers import (
     unique,
     wait_until,
 )
+from tests.support.broker import Mosquitto
 
 ACL = REPO / "config" / "mosquitto" / "acl"
 

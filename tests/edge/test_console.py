@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from edge_agent.config import load_config
-from tests.central.cdp import Browser
 from tests.edge.encoders import xk_frame
+from tests.support.cdp import Browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -16,8 +16,8 @@ from edge_agent.sync.outbox import Outbox
 from edge_agent.sync.protocol import topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import wait_until
+from tests.support.broker import Mosquitto
 
 BASE = """
 [site]

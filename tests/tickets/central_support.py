@@ -1,23 +1,19 @@
-"""Real parts for the central e-ticket tests: a throwaway PostgreSQL database, gates with real
-signed ledgers fed through the real ingest handler (projections + ticket reconciliation), and
-the real FastAPI app with the tickets router and pages mounted."""
+"""Real parts for the central e-ticket tests: gates with real signed ledgers fed through the real
+ingest handler (projections + ticket reconciliation), and the real FastAPI app with the tickets
+router and pages mounted. Throwaway databases come from tests.support.pg."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from fastapi import FastAPI
 
 from central import projections
 from central.api import create_app
 from central.auth import create_token
-from central.db import migrate
 from central.ingest.store import enroll_site
 from central.ingest.worker import Ingestor
 from central.settings import load_settings
@@ -29,29 +25,8 @@ from edge_agent.sync.protocol import CheckpointMessage, LedgerBatch, Status, top
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ENT_A = "E610821001"
 ENT_B = "E610821002"
-
-
-def make_database() -> tuple[str, Callable[[], None]]:
-    """A new migrated database and a function that drops it. Fails if PostgreSQL is missing."""
-    name = "coalgate_tk_" + uuid.uuid4().hex[:12]
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (db test, user postgres) is required: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-
-    def drop() -> None:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url, drop
 
 
 def project(cur: Any, site: str, entries: list[Any]) -> None:

@@ -23,13 +23,13 @@ from ledger.keys import SignerKey
 from ledger.ticket import default_quota_period, verify_ticket
 from ledger.ticket_errors import UnknownIssuerError
 from ledger.trust import TrustList
+from tests.support.pg import make_database
 from tests.tickets.central_support import (
     ENT_A,
     ENT_B,
     Gate,
     alarms,
     auth,
-    make_database,
     make_ingestor,
     make_token,
     ticket_app,

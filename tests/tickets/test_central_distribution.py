@@ -29,8 +29,10 @@ from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.protocol import topic
 from edge_agent.tickets import GateTicketVerifier
 from ledger.keys import SignerKey
-from tests.central.conftest import Mosquitto, wait_port
-from tests.tickets.central_support import ENT_A, Gate, make_database, make_ingestor
+from tests.support.broker import Mosquitto
+from tests.support.net import wait_port
+from tests.support.pg import make_database
+from tests.tickets.central_support import ENT_A, Gate, make_ingestor
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
 

@@ -1,6 +1,7 @@
 """The sales-office issuance form and the driver page in headless Debian Chromium, at a phone's
 viewport: issue through the form, read the clear refusal under `enforce`, open the driver page
-and decode its QR from a screenshot of the screen."""
+and decode its QR from a screenshot of the screen; void a ticket through the form (reason,
+confirmation, the API's role check) and see it voided in the database, the API and the pages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import zxingcpp
@@ -19,12 +21,13 @@ from central.tickets import issuers, service
 from central.tickets.settings import TicketSettings
 from ledger.keys import SignerKey
 from ledger.ticket import default_quota_period
-from tests.central.api_support import Server
-from tests.central.cdp import Browser
+from tests.support.api_server import Server
+from tests.support.cdp import Browser
+from tests.support.pg import make_database
 from tests.tickets.central_support import (
     ENT_A,
     Gate,
-    make_database,
+    auth,
     make_ingestor,
     make_token,
     ticket_app,
@@ -150,3 +153,109 @@ def test_issue_through_the_form_then_driver_page_qr_scans_from_the_screen(
     browser.wait_for("document.getElementById('verdict')", 20, "slip check page")
     assert "验证通过" in browser.eval("document.getElementById('verdict').textContent")
     _shot(browser, "slip-check")
+
+
+def _open_form(browser: Browser, server: Server, token: str) -> None:
+    # about:blank first: the same page with only a new #token would not load again.
+    browser.navigate("about:blank")
+    browser.wait_for("location.href === 'about:blank'", 20, "blank page")
+    browser.navigate(f"{server.base}/tickets/new#token={token}")
+    browser.wait_for("document.getElementById('site').options.length === 1", 20, "site list")
+
+
+def _row(ticket_id: str) -> str:
+    return f"document.querySelector('#recent-rows tr[data-ticket=\"{ticket_id}\"]')"
+
+
+def test_void_a_ticket_through_the_form_after_a_confirmation_with_a_reason(
+    site: tuple[str, Server, Browser, Gate]
+) -> None:
+    url, server, browser, _ = site
+    with psycopg.connect(url) as conn:  # whatever the other tests left: issue under monitor
+        service.set_policy(conn, ENT_A, "monitor", "t")
+    token = make_token(url, "enterprise", ENT_A)
+    _open_form(browser, server, token)
+    _fill(browser, "12")
+    browser.wait_for("!document.getElementById('result').hidden", 20, "issued ticket")
+    ticket_id = browser.eval("document.getElementById('ticket-id').textContent")
+    assert browser.eval("document.getElementById('result-state').textContent") == "有效"
+    browser.wait_for(_row(ticket_id), 20, "the new ticket in the recent list")
+
+    def stored() -> service.TicketRecord:
+        with psycopg.connect(url) as conn:
+            return service.get_ticket(conn, ticket_id)
+
+    # "作废此票" only opens the confirmation: the ticket, its trip and a warning; nothing voided.
+    assert not browser.eval("document.getElementById('result-void').hidden")
+    browser.eval("document.getElementById('result-void').click()")
+    assert not browser.eval("document.getElementById('void').hidden")
+    assert browser.eval("document.getElementById('void-id').textContent") == ticket_id
+    assert "陕K8A3B2" in browser.eval("document.getElementById('void-trip').textContent")
+    assert "不可撤销" in browser.eval("document.querySelector('#void .warn').textContent")
+    assert stored().voided_at is None
+    # No reason, no void: the browser keeps the form (required field), the API is not called.
+    browser.eval("document.getElementById('void').requestSubmit()")
+    assert not browser.eval("document.getElementById('void').hidden")
+    assert stored().voided_at is None
+    # Cancel closes it, still nothing voided.
+    browser.eval("document.getElementById('void-cancel').click()")
+    assert browser.eval("document.getElementById('void').hidden")
+    assert stored().voided_at is None
+
+    # A checkpoint token may list tickets but not void them: the page shows the API's 403.
+    _open_form(browser, server, make_token(url, "checkpoint"))
+    browser.wait_for(_row(ticket_id) + ".querySelector('button')", 20, "void button")
+    browser.eval(_row(ticket_id) + ".querySelector('button').click()")
+    _set(browser, "void-reason", "越权 not mine")
+    browser.eval("document.getElementById('void-confirm').click()")
+    browser.wait_for("document.getElementById('message').className === 'error'", 20,
+                     "refusal message")
+    assert browser.eval("document.getElementById('message').textContent").startswith("作废失败：")
+    assert stored().voided_at is None
+
+    # The sales office voids it from the recent list, with a reason, and confirms.
+    _open_form(browser, server, token)
+    browser.wait_for(_row(ticket_id) + ".querySelector('button')", 20, "void button")
+    browser.eval(_row(ticket_id) + ".querySelector('button').click()")
+    assert browser.eval("document.getElementById('void-id').textContent") == ticket_id
+    _set(browser, "void-reason", "订单取消 order cancelled")
+    _shot(browser, "form-void-confirm")
+    browser.eval("document.getElementById('void-confirm').click()")
+    browser.wait_for("document.getElementById('message').className === 'ok'", 20, "voided")
+    assert browser.eval("document.getElementById('message').textContent") == f"已作废 {ticket_id}"
+    assert browser.eval("document.getElementById('void').hidden")
+
+    rec = stored()
+    assert rec.voided_at is not None and rec.void_reason == "订单取消 order cancelled"
+    assert rec.voided_by == "enterprise-test"
+    api = httpx.get(f"{server.base}/api/v1/tickets/{ticket_id}", headers=auth(token), timeout=10)
+    assert api.status_code == 200 and api.json()["state"] == "voided"
+
+    # The page shows it: voided, and no void button for it any more (nor for any ticket that
+    # is not valid or not yet valid).
+    assert browser.eval(_row(ticket_id) + ".querySelector('.state').textContent") == "已作废"
+    assert browser.eval(_row(ticket_id) + ".querySelector('button')") is None
+    states = browser.eval("[...document.querySelectorAll('#recent-rows tr')].map(r => "
+                          "[r.querySelector('.state').className, !!r.querySelector('button')])")
+    assert all(button == (cls in ("state valid", "state not_yet_valid"))
+               for cls, button in states), states
+    assert browser.eval("document.documentElement.scrollWidth") <= PHONE["width"]
+    browser.eval(_row(ticket_id) + ".scrollIntoView()")
+    _shot(browser, "form-voided")
+    browser.eval("document.getElementById('lang').click()")
+    assert browser.eval(_row(ticket_id) + ".querySelector('.state').textContent") == "Voided"
+    browser.eval("document.getElementById('lang').click()")
+
+    # Voided again through the API: refused, so the page's path is the one that voided it.
+    again = httpx.post(f"{server.base}/api/v1/tickets/{ticket_id}/void", headers=auth(token),
+                       json={"reason": "again"}, timeout=10)
+    assert again.status_code == 409 and "already voided" in again.json()["detail"]
+
+    # Only local assets (no CDN), and the driver's page says voided, with the reason.
+    origins = browser.eval("performance.getEntriesByType('resource').map(e => e.name)")
+    assert origins and all(u.startswith(server.base) for u in origins), origins
+    browser.navigate(api.json()["page_url"])
+    browser.wait_for("document.getElementById('state')", 20, "driver page")
+    assert browser.eval("document.getElementById('state').textContent") == "已作废"
+    assert browser.eval("document.getElementById('ticket-qr')") is None
+    assert "订单取消 order cancelled" in browser.eval("document.body.innerText")

@@ -15,7 +15,8 @@ from central.tickets import issuers, service
 from central.tickets.errors import QuotaRefusedError
 from ledger.keys import SignerKey
 from ledger.ticket import default_quota_period
-from tests.tickets.central_support import ENT_A, Gate, make_database
+from tests.support.pg import make_database
+from tests.tickets.central_support import ENT_A, Gate
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
 

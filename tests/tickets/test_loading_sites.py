@@ -31,14 +31,14 @@ from central.tickets.sites import check_loading_site, gates_of
 from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.protocol import topic
 from ledger.keys import SignerKey
-from tests.central.conftest import Mosquitto
+from tests.support.broker import Mosquitto
+from tests.support.pg import make_database
 from tests.tickets.central_support import (
     ENT_A,
     ENT_B,
     Gate,
     alarms,
     auth,
-    make_database,
     make_ingestor,
     make_token,
     ticket_app,

@@ -37,9 +37,10 @@ from edge_agent.tickets import GateTicketVerifier
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
 from ledger.ticket import issue_ticket, parse_ticket
-from tests.central.conftest import Mosquitto
 from tests.central.sync_helpers import start_worker, wait_until
-from tests.tickets.central_support import ENT_A, make_database
+from tests.support.broker import Mosquitto
+from tests.support.pg import make_database
+from tests.tickets.central_support import ENT_A
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
 ACL = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "acl"

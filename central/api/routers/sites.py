@@ -12,8 +12,8 @@ from psycopg.rows import dict_row
 from central.api.deps import Admin, Conn, Reader, SettingsDep, check_site_visible
 from central.api.schemas import ErrorOut, SiteIn, SiteOut, SiteStatusOut
 from central.auth import Principal
+from central.sites import SiteExistsError, enrol_site
 from central.tickets.errors import SiteNotAllowedError
-from central.tickets.sites import check_loading_site
 
 router = APIRouter(prefix="/sites", tags=["sites"])
 
@@ -74,22 +74,10 @@ def enroll(body: SiteIn, conn: Conn, user: Admin, settings: SettingsDep) -> Site
     site's topics. Enrolment is once per site id; a second enrolment is refused with 409.
     ``loading_site`` (default: the id) is the mine whose e-tickets the gate accepts; it may not
     belong to another enterprise (403)."""
-    loading_site = body.loading_site or body.id
     try:
-        with conn.transaction():
-            check_loading_site(conn, site=body.id, enterprise=body.enterprise,
-                               loading_site=loading_site)
-            conn.execute(
-                "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key, loading_site)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (body.id, body.enterprise, body.name, body.lat, body.lon, body.verifier_key,
-                 loading_site),
-            )
-            conn.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING",
-                         (body.id,))
-    except psycopg.errors.UniqueViolation:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"site {body.id!r} is already enrolled") from None
+        enrol_site(conn, body)
+    except SiteExistsError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except SiteNotAllowedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     return load_sites(conn, user, settings.rules.offline_after_s, body.id)[0]
