@@ -2,6 +2,7 @@
 
 ``coalgate central site enroll`` and ``POST /api/v1/sites`` both call ``enrol_site``; each
 turns its typed errors into its own words (an exit code and an option name, or an HTTP status).
+The tests and benchmarks enrol through it too.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class SiteExistsError(Exception):
 
 
 def enrol_site(conn: psycopg.Connection[Any], site: SiteIn) -> str:
-    """Record ``site`` and an empty live state for it, in one transaction (a savepoint when the
-    caller already has one open); return the loading site the gate serves.
+    """Record ``site`` and an empty live state for it; return the loading site the gate serves.
+
+    Transactions: with none open on ``conn`` (or in autocommit), the enrolment is its own
+    transaction and is committed on return; inside the caller's transaction it is a savepoint,
+    and the caller commits.
 
     Raises SiteExistsError for an id enrolled before; TicketInputError for a malformed loading
     site and SiteNotAllowedError for another enterprise's (both from

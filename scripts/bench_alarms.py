@@ -37,9 +37,10 @@ import uvicorn  # noqa: E402
 from bench_central import drop_db, free_port, make_db, start_broker  # noqa: E402
 
 from central.api import create_app  # noqa: E402
+from central.api.schemas import SiteIn  # noqa: E402
 from central.auth import create_token  # noqa: E402
-from central.ingest import store as db_store  # noqa: E402
 from central.settings import load_settings  # noqa: E402
+from central.sites import enrol_site  # noqa: E402
 from edge_agent.sync.mqtt import MqttSettings, make_client  # noqa: E402
 from edge_agent.sync.protocol import LedgerBatch, topic  # noqa: E402
 from ledger.keys import SignerKey  # noqa: E402
@@ -130,10 +131,9 @@ class SseReader(threading.Thread):
 def alarm_latency(port: int, url: str, work: Path, trials: int) -> list[float]:
     site = f"lat-{uuid.uuid4().hex[:6]}"
     key = SignerKey.generate(site)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        db_store.enroll_site(cur, site, enterprise="bench", name=site,
-                             verifier_key=key.verifier.to_text())
     with psycopg.connect(url) as conn:
+        enrol_site(conn, SiteIn(id=site, enterprise="bench", name=site,
+                                verifier_key=key.verifier.to_text()))
         token, _ = create_token(conn, "bureau")
     conf = work / "central.toml"
     conf.write_text(f'[database]\nurl = "{url}"\n[mqtt]\nport = {port}\n'

@@ -33,8 +33,9 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
+from central.api.schemas import SiteIn  # noqa: E402
 from central.db import migrate  # noqa: E402
-from central.ingest import store as db_store  # noqa: E402
+from central.sites import enrol_site  # noqa: E402
 from edge_agent.sync.mqtt import MqttSettings, make_client  # noqa: E402
 from edge_agent.sync.outbox import ACKED_META_KEY, Outbox  # noqa: E402
 from ledger.keys import SignerKey  # noqa: E402
@@ -107,10 +108,10 @@ def make_gates(work: Path, sites: int, per_site: int) -> list[tuple[str, SignerK
 def run_end_to_end(gates: list[tuple[str, SignerKey, Path]], workers: int, port: int,
                    work: Path, batch: int) -> dict[str, Any]:
     url = make_db()
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
+    with psycopg.connect(url) as conn:
         for site, key, _ in gates:
-            db_store.enroll_site(cur, site, enterprise="bench", name=site,
-                                 verifier_key=key.verifier.to_text())
+            enrol_site(conn, SiteIn(id=site, enterprise="bench", name=site,
+                                    verifier_key=key.verifier.to_text()))
     group = f"bench{workers}"
     conf = work / f"central{workers}.toml"
     conf.write_text(f'[database]\nurl = "{url}"\n[mqtt]\nport = {port}\n'
@@ -211,8 +212,8 @@ def ceiling_copy(gates: list[tuple[str, SignerKey, Path]], n: int = 20000) -> fl
         rows = [(site, se.entry.seq, se.entry.ts, se.entry.kind, se.leaf, se.hash, se.sig,
                  json.dumps(se.entry.body, ensure_ascii=False)) for se in entries]
         with psycopg.connect(url) as conn, conn.cursor() as cur:
-            db_store.enroll_site(cur, site, enterprise="b", name=site,
-                                 verifier_key=key.verifier.to_text())
+            enrol_site(conn, SiteIn(id=site, enterprise="b", name=site,
+                                    verifier_key=key.verifier.to_text()))
             cur.execute("SELECT coalgate_ensure_entries_partition(now())")
             conn.commit()
             t0 = time.perf_counter()

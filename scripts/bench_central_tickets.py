@@ -29,8 +29,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from central import projections  # noqa: E402
+from central.api.schemas import SiteIn  # noqa: E402
 from central.db import migrate  # noqa: E402
-from central.ingest.store import enroll_site  # noqa: E402
+from central.sites import enrol_site  # noqa: E402
 from central.tickets import issuers, reconcile, service  # noqa: E402
 from ledger.keys import SignerKey  # noqa: E402
 from ledger.store import LedgerStore  # noqa: E402
@@ -61,9 +62,8 @@ def run(url: str, seconds: float) -> dict[str, Any]:
     site_key = SignerKey.generate(SITE)
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
-        with conn.cursor() as cur:
-            enroll_site(cur, SITE, enterprise=ENT, name="bench",
-                        verifier_key=site_key.verifier.to_text())
+        enrol_site(conn, SiteIn(id=SITE, enterprise=ENT, name="bench",
+                                verifier_key=site_key.verifier.to_text()))
         issuers.create_issuer_key(conn, ENT, SignerKey.generate("root"), now=now)
         service.set_capacity(conn, ENT, default_quota_period(now), 10**15, "bench")
         service.set_policy(conn, ENT, "enforce", "bench")

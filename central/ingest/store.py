@@ -23,7 +23,6 @@ from ledger.merkle import nodes_after_append
 __all__ = [
     "SiteRow",
     "DbNodes",
-    "enroll_site",
     "lock_site",
     "known_hashes",
     "store_entries",
@@ -49,25 +48,6 @@ class SiteRow:
     checkpoint_size: int | None
 
 
-def enroll_site(
-    cur: Cursor,
-    site: str,
-    *,
-    enterprise: str,
-    name: str,
-    verifier_key: str,
-    lat: float | None = None,
-    lon: float | None = None,
-) -> None:
-    """Insert a site and its state row (used by tests and the demo; the API has its own)."""
-    cur.execute(
-        "INSERT INTO sites (id, enterprise, name, lat, lon, verifier_key)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (site, enterprise, name, lat, lon, verifier_key),
-    )
-    cur.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING", (site,))
-
-
 def lock_site(cur: Cursor, site: str) -> SiteRow | None:
     """Lock the site's state row for this transaction (serialises all writers of one site).
 
@@ -77,7 +57,8 @@ def lock_site(cur: Cursor, site: str) -> SiteRow | None:
     if row is None:
         return None
     verifier_key = row[0]
-    # The API may enrol a site without creating its state row.
+    # central.sites.enrol_site writes both rows, but a sites row written by hand (psql) may
+    # come without its state row.
     cur.execute("INSERT INTO site_state (site) VALUES (%s) ON CONFLICT DO NOTHING", (site,))
     st = cur.execute(
         "SELECT verified_seq, head_hash, checkpoint_size FROM site_state"

@@ -20,6 +20,7 @@ from central.settings import Settings, load_settings
 from edge_agent.sync.protocol import CheckpointMessage, LedgerBatch, Status, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
+from tests.support.http import auth as auth  # re-exported: the API tests import it from here
 
 
 def api_settings(**env: str) -> Settings:
@@ -32,10 +33,6 @@ def token(url: str, role: str, enterprise: str | None = None, label: str = "") -
     with psycopg.connect(url) as conn:
         text, _ = create_token(conn, role, enterprise=enterprise, label=label or role)
     return text
-
-
-def auth(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
 
 
 class Gate:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import psycopg
 
+from central.api.schemas import SiteIn
 from central.db import DatabaseSettings
 from central.ingest import store as db_store
 from central.ingest.settings import IngestSettings
 from central.ingest.worker import IngestStats, run_ingest
+from central.sites import enrol_site
 from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.protocol import topic
 from ledger.entry import ZERO_HASH, Entry
@@ -139,9 +141,9 @@ def make_gate(url: str, tmp: Path, prefix: str = "mine") -> Gate:
     key = SignerKey.generate(site)
     signer_file = tmp / f"{site}.key"
     write_signer_file(signer_file, key)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        db_store.enroll_site(cur, site, enterprise="E", name=site,
-                             verifier_key=key.verifier.to_text())
+    with psycopg.connect(url) as conn:
+        enrol_site(conn, SiteIn(id=site, enterprise="E", name=site,
+                                verifier_key=key.verifier.to_text()))
     return Gate(site, key, tmp / f"{site}.db", signer_file)
 
 

@@ -10,9 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from central.api.schemas import SiteIn
 from central.db import migrate
 from central.ingest import store as db_store
 from central.ingest.worker import Ingestor
+from central.sites import enrol_site
 from edge_agent.sync.protocol import Ack, CheckpointMessage, LedgerBatch, topic
 from ledger.checkpoint import Checkpoint, sign_checkpoint, verify_cosignature
 from ledger.entry import SignedEntry
@@ -30,9 +32,8 @@ class Env:
         self.witness = SignerKey.generate("central-witness")
         self.ledger = LedgerStore.open(tmp / "gate.db", site=SITE, signer=self.key)
         self.conn = psycopg.connect(url)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            db_store.enroll_site(cur, SITE, enterprise="E1", name="Mine A",
-                                 verifier_key=self.key.verifier.to_text(), lat=38.3, lon=109.7)
+        enrol_site(self.conn, SiteIn(id=SITE, enterprise="E1", name="Mine A",
+                                     verifier_key=self.key.verifier.to_text(), lat=38.3, lon=109.7))
         self.ingestor = Ingestor(self.conn, self.witness, clock=lambda: 1_800_000_000.0,
                                  projector=None)
 
@@ -128,10 +129,10 @@ def test_fork_raises_tamper_fork(env: Env, tmp_path: Path) -> None:
 
 
 def test_entries_of_another_site_on_this_topic_are_refused(env: Env, tmp_path: Path) -> None:
-    with psycopg.connect(env.url) as c, c.cursor() as cur:
-        b_key = SignerKey.generate("mine-b")
-        db_store.enroll_site(cur, "mine-b", enterprise="E2", name="Mine B",
-                             verifier_key=b_key.verifier.to_text())
+    b_key = SignerKey.generate("mine-b")
+    with psycopg.connect(env.url) as c:
+        enrol_site(c, SiteIn(id="mine-b", enterprise="E2", name="Mine B",
+                             verifier_key=b_key.verifier.to_text()))
     with LedgerStore.open(tmp_path / "b.db", site="mine-b", signer=b_key) as b:
         theirs = b.append_batch([("weighing", {"txn": "b"})])
     env.send(theirs, site=SITE)

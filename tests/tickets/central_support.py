@@ -13,10 +13,11 @@ from fastapi import FastAPI
 
 from central import projections
 from central.api import create_app
+from central.api.schemas import SiteIn
 from central.auth import create_token
-from central.ingest.store import enroll_site
 from central.ingest.worker import Ingestor
 from central.settings import load_settings
+from central.sites import enrol_site
 from central.tickets import reconcile
 from central.tickets.api import router
 from central.tickets.pages import pages_router
@@ -24,6 +25,7 @@ from central.tickets.settings import TicketSettings
 from edge_agent.sync.protocol import CheckpointMessage, LedgerBatch, Status, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
+from tests.support.http import auth as auth  # re-exported: the ticket tests import it from here
 
 ENT_A = "E610821001"
 ENT_B = "E610821002"
@@ -45,10 +47,6 @@ def make_token(url: str, role: str, enterprise: str | None = None) -> str:
     return text
 
 
-def auth(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
-
-
 class Gate:
     """A gate whose real signed ledger reaches the central through the real ingest handler."""
 
@@ -60,10 +58,12 @@ class Gate:
         self.sent = 0
         self.n = 0
 
-    def enrol(self, conn: psycopg.Connection[Any], name: str = "东磅房") -> None:
-        with conn.cursor() as cur:
-            enroll_site(cur, self.site, enterprise=self.enterprise, name=name,
-                        verifier_key=self.signer.verifier.to_text())
+    def enrol(self, conn: psycopg.Connection[Any], name: str = "东磅房",
+              loading_site: str | None = None) -> None:
+        """Enrol the gate as the CLI and the API do; commits (the caller may hold a transaction)."""
+        enrol_site(conn, SiteIn(id=self.site, enterprise=self.enterprise, name=name,
+                                verifier_key=self.signer.verifier.to_text(),
+                                loading_site=loading_site))
         conn.commit()
 
     def config(self, *, ticket_required: bool) -> None:

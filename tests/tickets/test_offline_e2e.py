@@ -28,7 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from central.ingest.store import enroll_site
+from central.api.schemas import SiteIn
+from central.sites import enrol_site
 from central.tickets import issuers, service
 from central.tickets.distribution import TicketPublisher
 from edge_agent.sync.mqtt import GATE_SESSION_EXPIRY_S, MqttSettings
@@ -82,12 +83,10 @@ class GateUnderTest:
         self.deltas.append(str(delta.get("type")))
 
     def enrol(self, conn: psycopg.Connection[Any]) -> None:
-        with conn.cursor() as cur:
-            enroll_site(cur, self.site, enterprise=ENT_A, name=self.site,
-                        verifier_key=self.signer.verifier.to_text())
-            # What `coalgate central site enroll <site> --loading-site <mine>` stores.
-            cur.execute("UPDATE sites SET loading_site = %s WHERE id = %s",
-                        (self.loading_site, self.site))
+        # As `coalgate central site enroll <site> --loading-site <mine>` does.
+        enrol_site(conn, SiteIn(id=self.site, enterprise=ENT_A, name=self.site,
+                                verifier_key=self.signer.verifier.to_text(),
+                                loading_site=self.loading_site))
         self.store.append("config", {"sha256": "00" * 32, "agent_version": "test",
                                      "policy": {"ticket_required": True}})
 
