@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from coalgate import sim_site
+
 __all__ = [
     "CheatPlan",
     "SitePlan",
@@ -215,34 +217,7 @@ def gate_policy(speed: float) -> dict[str, Any]:
     The gate runs on the wall clock, so its timers shrink with the simulated clock; the
     tolerances are the product defaults. A ticket is required: every honest truck carries one.
     """
-    s = speed
-    return {
-        "mode": "auto",
-        "ticket_required": True,
-        "stability_window_ms": max(300, int(2000 / s)),
-        "confirm_s": round(2.0 / s, 3),
-        "unstable_timeout_s": round(30 / s, 3),
-        "beam_grace_s": round(4 / s, 3),
-        "identify_timeout_s": round(8 / s, 3),
-        "release_timeout_s": round(120 / s, 3),
-        "device_timeout_s": 2.0,
-    }
-
-
-def _scale_table(kind: str, endpoints: dict[str, Any]) -> str:
-    serial = endpoints["serial"]
-    if kind == "xk3190_pty":
-        return f'protocol = "xk3190"\ntransport = "serial"\ndevice = "{serial["xk3190"]["device"]}"'
-    if kind == "toledo_tcp":
-        tcp = serial["toledo"]["tcp"]
-        checksum = "true" if serial["toledo"].get("checksum", True) else "false"
-        return (f'protocol = "toledo"\ntransport = "tcp"\nhost = "{tcp["host"]}"\n'
-                f'port = {tcp["port"]}\ntoledo_checksum = {checksum}')
-    if kind == "modbus_tcp":
-        m = endpoints["modbus"]["scale_tcp"]
-        return (f'protocol = "modbus"\ntransport = "modbus_tcp"\nhost = "{m["host"]}"\n'
-                f'port = {m["port"]}\n\n[scale.modbus]\nunit_id = {m["unit_id"]}')
-    raise ValueError(f"unknown scale endpoint kind {kind!r}; expected one of {SCALE_KINDS}")
+    return {"mode": "auto", "ticket_required": True, **sim_site.timings_for_speed(speed)}
 
 
 def site_config_toml(
@@ -264,57 +239,22 @@ def site_config_toml(
     ``trust_roots``: the bureau's trust-root verifier keys (text), so the gate accepts the
     issuer trust list the central's ticket publisher sends it.
     """
-    io = endpoints["modbus"]["gate_io_tcp"]
-    policy = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gate_policy(speed).items())
-    vehicles = "\n".join(
-        f'[[vehicles]]\nplate = {json.dumps(plate, ensure_ascii=False)}\naxles = {t.axles}\n'
-        f"tare_kg = {t.tare_kg}\n"
-        for plate, t in registered_vehicles(plan)
-    )
     camera = endpoints.get("camera") or {}
-    snapshot = f'snapshot_url = "{camera["snapshot"]}"\n' if camera.get("snapshot") else ""
-    protocol = f'protocol = "{mqtt_protocol}"\n'
-    if mqtt_password_file:  # the broker login is the site id (config/mosquitto/acl: %u)
-        protocol += (f'username = "{plan.site_id}"\n'
-                     f"password_file = {json.dumps(mqtt_password_file)}\n")
-    return f"""# Written by `coalgate demo` for {plan.site_id}; the production form of this file is
-# config/site.example.toml. Scale: {plan.scale_label}.
-[site]
-id = "{plan.site_id}"
-name = {json.dumps(plan.name, ensure_ascii=False)}
-key = "site.key"
-ledger = "ledger.sqlite"
-checkpoint_every_s = 30
-
-[scale]
-{_scale_table(plan.scale_kind, endpoints)}
-
-[io]
-kind = "modbus_tcp"
-host = "{io["host"]}"
-port = {io["port"]}
-unit_id = {io["unit_id"]}
-poll_ms = 50
-
-[camera]
-anpr_push = true
-{snapshot}
-[tickets]
-store = "tickets.sqlite"
-trust_roots = {json.dumps(list(trust_roots))}
-
-[policy]
-{policy}
-
-{vehicles}
-[console]
-host = "127.0.0.1"
-port = {console_port}
-
-[mqtt]
-host = "{mqtt_host}"
-port = {mqtt_port}
-{protocol}"""
+    return sim_site.site_config_toml(
+        site_id=plan.site_id,
+        name=plan.name,
+        endpoints=endpoints,
+        scale_endpoint=plan.scale_kind,
+        policy=gate_policy(speed),
+        vehicles=[sim_site.RegisteredVehicle(plate, t.axles, t.tare_kg)
+                  for plate, t in registered_vehicles(plan)],
+        console_port=console_port,
+        snapshot_url=camera.get("snapshot"),
+        trust_roots=trust_roots,
+        mqtt=sim_site.MqttLink(mqtt_host, mqtt_port, mqtt_protocol, mqtt_password_file),
+        comment=(f"Written by `coalgate demo` for {plan.site_id}; the production form of this "
+                 f"file is\nconfig/site.example.toml. Scale: {plan.scale_label}."),
+    )
 
 
 def central_config_toml(
@@ -326,10 +266,14 @@ def central_config_toml(
     api_port: int,
     mqtt_protocol: str = "3.1.1",
     mqtt_password: str | None = None,
+    root_key_file: str | None = None,
 ) -> str:
     """The central's config (config/central.example.toml) for the demo's embedded services."""
     login = (f'username = "central"\npassword = {json.dumps(mqtt_password)}\n'
              if mqtt_password else "")
+    # The bureau's trust-root key: with it `central serve` rotates issuer keys via the API.
+    tickets = (f"\n[tickets]\nroot_key_file = {json.dumps(root_key_file)}\n"
+               if root_key_file else "")
     return f"""# Written by `coalgate demo`; the production form is config/central.example.toml.
 timezone = "Asia/Shanghai"
 
@@ -361,4 +305,4 @@ offline_sweep_s = 5.0
 
 [rules]
 offline_after_s = 120
-"""
+{tickets}"""

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from edge_agent.gate.book import TareRecord, VehicleBook
-from edge_agent.gate.controller import (
-    GateController,
-    OperatorRefused,
-    RecoveredTxn,
-    TicketVerifier,
-)
+from edge_agent.gate.controller import GateController
 from edge_agent.gate.events import (
     Action,
     Barrier,
@@ -25,7 +20,10 @@ from edge_agent.gate.events import (
     TicketScan,
     WeightSample,
 )
+from edge_agent.gate.overrides import OperatorRefused
 from edge_agent.gate.policy import DEFAULT_AXLE_LIMITS_KG, GatePolicy
+from edge_agent.gate.state import TicketVerifier
+from edge_agent.gate.txn import RecoveredTxn
 
 __all__ = [
     "DEFAULT_AXLE_LIMITS_KG",

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from coalgate.sim_site import RegisteredVehicle, site_config_toml, timings_for_speed
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
@@ -45,8 +47,7 @@ class SimRun:
     scenario: str
     tmp: Path
     speed: float = 6.0
-    scale_endpoint: str = "xk3190_pty"  # xk3190_pty | xk3190_tcp | format2_tcp | toledo_tcp |
-    #                                     sics_pty | modbus_tcp | modbus_rtu
+    scale_endpoint: str = "xk3190_pty"  # one of coalgate.sim_site.SCALE_ENDPOINTS
     policy: dict[str, Any] = field(default_factory=dict)
     sim: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
@@ -77,32 +78,6 @@ class SimRun:
         wait_for(ep.exists, 30, "the simulator's endpoints file")
         self.endpoints = json.loads(ep.read_text())
 
-    def scale_config(self) -> str:
-        ep = self.endpoints
-        kind = self.scale_endpoint
-        ser = ep["serial"]
-        if kind in ("xk3190_pty", "sics_pty"):
-            proto = kind.split("_")[0]
-            dev = ser[proto]["device"]
-            return f'protocol = "{proto}"\ntransport = "serial"\ndevice = "{dev}"'
-        names = {"xk3190_tcp": ("xk3190", "xk3190"),
-                 "format2_tcp": ("xk3190_format2", "xk3190_format2"),
-                 "toledo_tcp": ("toledo", "toledo"), "sics_tcp": ("sics", "sics")}
-        if kind in names:
-            proto, key = names[kind]
-            tcp = ser[key]["tcp"]
-            return (f'protocol = "{proto}"\ntransport = "tcp"\nhost = "{tcp["host"]}"\n'
-                    f'port = {tcp["port"]}')
-        if kind == "modbus_tcp":
-            m = ep["modbus"]["scale_tcp"]
-            return (f'protocol = "modbus"\ntransport = "modbus_tcp"\nhost = "{m["host"]}"\n'
-                    f'port = {m["port"]}\n[scale.modbus]\nunit_id = {m["unit_id"]}')
-        if kind == "modbus_rtu":
-            m = ep["modbus"]["scale_rtu"]
-            return (f'protocol = "modbus"\ntransport = "modbus_rtu"\ndevice = "{m["device"]}"\n'
-                    f'[scale.modbus]\nunit_id = {m["unit_id"]}')
-        raise ValueError(kind)
-
     def write_config(self, port: int) -> Path:
         from ledger.keys import SignerKey, write_signer_file
 
@@ -110,61 +85,16 @@ class SimRun:
         if not key.exists():
             write_signer_file(key, SignerKey.generate("sim-site"))
         scen = tomllib.loads(self.scenario_path.read_text(encoding="utf-8"))
-        vehicles = []
-        for t in scen.get("truck", []):
-            # Every truck is registered (车辆备案) with its axles and tare.
-            vehicles.append(f'[[vehicles]]\nplate = "{t["plate"]}"\naxles = {t["axles"]}\n'
-                            f'tare_kg = {t["tare_kg"]}\n')
-        io = self.endpoints["modbus"]["gate_io_tcp"]
-        s = self.speed
-        policy = {
-            "mode": "auto",
-            "stability_window_ms": max(300, int(2000 / s)),
-            "confirm_s": round(2.0 / s, 3),
-            "unstable_timeout_s": round(30 / s, 3),
-            "beam_grace_s": round(4 / s, 3),
-            "identify_timeout_s": round(8 / s, 3),
-            "release_timeout_s": round(120 / s, 3),
-            "device_timeout_s": 2.0,
-            **self.policy,
-        }
-        pol = "\n".join(f"{k} = {json.dumps(v)}" for k, v in policy.items())
-        text = f"""
-[site]
-id = "sim-site"
-name = "模拟磅站"
-key = "site.key"
-ledger = "ledger.sqlite"
-checkpoint_every_s = 30
-
-[scale]
-{self.scale_config()}
-
-[io]
-kind = "modbus_tcp"
-host = "{io["host"]}"
-port = {io["port"]}
-unit_id = {io["unit_id"]}
-poll_ms = 50
-
-[camera]
-anpr_push = true
-
-[tickets]
-store = "tickets.sqlite"
-
-[policy]
-{pol}
-
-{chr(10).join(vehicles)}
-
-[console]
-host = "127.0.0.1"
-port = {port}
-"""
-        # [scale.modbus] (if any) must come after the [scale] keys; TOML allows it here.
+        # Every truck is registered (车辆备案) with its axles and tare.
+        vehicles = [RegisteredVehicle(t["plate"], t["axles"], t["tare_kg"])
+                    for t in scen.get("truck", [])]
         cfg = self.tmp / "site.toml"
-        cfg.write_text(text, encoding="utf-8")
+        cfg.write_text(site_config_toml(
+            site_id="sim-site", name="模拟磅站", endpoints=self.endpoints,
+            scale_endpoint=self.scale_endpoint,
+            policy={"mode": "auto", **timings_for_speed(self.speed), **self.policy},
+            vehicles=vehicles, console_port=port,
+        ), encoding="utf-8")
         return cfg
 
     def start_agent(self) -> None:
