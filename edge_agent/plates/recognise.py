@@ -1,10 +1,12 @@
-"""Character recognition of a squared-up plate crop with the PP-OCRv4 recogniser.
+"""Character recognition of a squared-up plate crop with PP-OCR text-line recognisers.
 
-The ONNX model ships inside the ``rapidocr-onnxruntime`` wheel; nothing is downloaded. We
-run the recogniser alone (no text detection) and decode its CTC output ourselves, restricted
-to characters a plate may hold and to prefixes the plate grammar allows, so the decoder
-can only ever produce grammar-valid text. Per-character probabilities come from a forced
-alignment of the chosen text, so a character the model barely saw shows a low probability.
+Two ONNX recognisers ship inside registry wheels; nothing is downloaded: PP-OCRv4 (mobile) in
+``rapidocr-onnxruntime`` and PP-OCRv6 (small) in ``rapidocr``. We run a recogniser alone (no
+text detection) and decode its CTC output ourselves, restricted to characters a plate may
+hold and to prefixes the plate grammar allows, so the decoder can only ever produce
+grammar-valid text. Per-character probabilities come from a forced alignment of the chosen
+text, so a character the model barely saw shows a low probability; ``ctc_log_likelihood``
+scores any text under a model, which lets the reader weigh one model's reading by the other.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from edge_agent.plates.grammar import (
     SUFFIXES,
 )
 
-__all__ = ["Recogniser", "Recognition", "ModelMissingError", "constrained_decode",
-           "forced_char_probs"]
+__all__ = ["MODELS", "Recogniser", "Recognition", "ModelMissingError", "constrained_decode",
+           "ctc_log_likelihood", "forced_char_probs"]
 
 _HEIGHT = 48  # the model's input height
 _MIN_LOGP = float(np.log(1e-4))
@@ -65,30 +67,46 @@ def _complete(text: str) -> bool:
                for t in _TEMPLATES)
 
 
-def _model_path() -> Path:
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+#: Recognition models by name: (import package, distribution, file inside the package).
+#: Both were trained by PaddleOCR on different data with different architectures, so their
+#: mistakes differ; that is what makes their agreement informative (see reader.py).
+MODELS: dict[str, tuple[str, str, str]] = {
+    "ppocr-v4-mobile": ("rapidocr_onnxruntime", "rapidocr-onnxruntime",
+                        "models/ch_PP-OCRv4_rec_infer.onnx"),
+    "ppocr-v6-small": ("rapidocr", "rapidocr", "models/PP-OCRv6_rec_small.onnx"),
+}
+
+
+def _model_path(name: str) -> Path:
+    if name not in MODELS:
+        raise ValueError(f"unknown recognition model {name!r}; choose one of "
+                         f"{', '.join(MODELS)}")
+    package, dist, rel = MODELS[name]
+    # find_spec locates the package without importing it (rapidocr's import is slow and
+    # reads its own config); we only need the model file it ships.
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise ModelMissingError(
-            "rapidocr-onnxruntime is not installed; run scripts/setup (it ships the PP-OCR "
-            "recognition model coalgate uses)")
-    path = Path(spec.origin).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+            f"{dist} is not installed; run scripts/setup (it ships the {name} recognition "
+            "model coalgate uses)")
+    path = Path(spec.origin).parent / rel
     if not path.exists():
-        raise ModelMissingError(f"recognition model missing at {path}; reinstall "
-                                "rapidocr-onnxruntime")
+        raise ModelMissingError(f"recognition model {name} missing at {path}; reinstall {dist}")
     return path
 
 
 class Recogniser:
-    """PP-OCRv4 text-line recogniser restricted to plate characters."""
+    """A PP-OCR text-line recogniser restricted to plate characters."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, model: str = "ppocr-v4-mobile", threads: int = 1) -> None:
         import onnxruntime as ort
 
+        self.model = model
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(_model_path()), sess_options=opts,
+        self._session = ort.InferenceSession(str(_model_path(model)), sess_options=opts,
                                              providers=["CPUExecutionProvider"])
         chars = self._session.get_modelmeta().custom_metadata_map["character"].splitlines()
         # Index 0 is the CTC blank; the model's last class is a space.
@@ -115,6 +133,11 @@ class Recogniser:
         for dst, srcs in self._lookalikes:
             out[:, dst] += out[:, srcs].sum(axis=1)
         return np.concatenate([out[:, :1], out[:, self._allowed]], axis=1)
+
+    @property
+    def alphabet(self) -> str:
+        """The characters of :meth:`probs` columns 1.. (column 0 is the CTC blank)."""
+        return self._allowed_chars
 
     def recognise(self, line: np.ndarray) -> Recognition | None:
         probs = self.probs(line)
@@ -170,6 +193,29 @@ def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
     margin = best_lp - max(others) if others else 20.0
     return Recognition(text=text, char_probs=forced_char_probs(probs, text, alphabet),
                        margin=float(margin))
+
+
+def ctc_log_likelihood(probs: np.ndarray, text: str, alphabet: str) -> float:
+    """log P(text | probs) summed over every CTC alignment (the forward algorithm)."""
+    labels = [alphabet.index(c) + 1 for c in text]
+    ext = np.zeros(2 * len(labels) + 1, np.int64)
+    ext[1::2] = labels
+    logp = np.log(np.maximum(probs, 1e-12))[:, ext]  # T x S, the states' emissions
+    S = len(ext)
+    # A state may skip the blank before it when its label differs from the one two back.
+    skip = np.zeros(S, bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    alpha = np.full(S, -np.inf)
+    alpha[0] = logp[0, 0]
+    if S > 1:
+        alpha[1] = logp[0, 1]
+    for t in range(1, logp.shape[0]):
+        prev = alpha
+        alpha = prev.copy()
+        alpha[1:] = np.logaddexp(alpha[1:], prev[:-1])
+        alpha[2:] = np.where(skip[2:], np.logaddexp(alpha[2:], prev[:-2]), alpha[2:])
+        alpha = alpha + logp[t]
+    return float(np.logaddexp(alpha[-1], alpha[-2])) if S > 1 else float(alpha[-1])
 
 
 def forced_char_probs(probs: np.ndarray, text: str, alphabet: str) -> tuple[float, ...]:

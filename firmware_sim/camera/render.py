@@ -30,6 +30,8 @@ __all__ = [
     "FontMissingError",
     "render_plate",
     "render_frame",
+    "render_scene",
+    "Scene",
     "random_plate",
     "random_conditions",
     "kind_for",
@@ -312,10 +314,60 @@ def _truck(rng: np.random.Generator, plate_img: np.ndarray | None) -> tuple[
     return img, quad
 
 
+@dataclass(frozen=True)
+class Scene:
+    """What is in front of the camera, before the camera sees it (see :func:`render_scene`)."""
+
+    frame: np.ndarray
+    quad: np.ndarray | None
+    plate: str | None
+    kind: str | None
+    conditions: Conditions
+    seed: int
+    rng_state: dict[str, Any]  # the scene generator's state, for the default exposure
+
+    def expose(self, camera_seed: int | None = None) -> tuple[np.ndarray, FrameLabel]:
+        """One camera frame of the scene and its label.
+
+        Without ``camera_seed`` the sensor noise follows on from the scene's seed (a frame
+        set is reproducible from one seed). Frames of one standing truck share the scene and
+        differ in ``camera_seed``: fresh sensor noise and a sub-pixel shake of up to 1 px
+        (engine vibration, a swaying camera arm), so voting is tested against the variation
+        a real camera gives, no more.
+        """
+        frame, quad = self.frame, self.quad
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
+        if camera_seed is not None:
+            rng = np.random.default_rng(camera_seed)
+            dx, dy = rng.uniform(-1.0, 1.0, 2)
+            shake = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
+            frame = cv2.warpAffine(frame, shake, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+            if quad is not None:
+                quad = quad + np.array([dx, dy], np.float32)
+        out = _apply_camera(frame, self.conditions, rng, quad)
+        label = FrameLabel(plate=self.plate, kind=self.kind, conditions=self.conditions,
+                           seed=self.seed,
+                           quad=tuple((float(x), float(y)) for x, y in quad)
+                           if quad is not None else None,
+                           bbox=_bbox(quad) if quad is not None else None)
+        return out, label
+
+
 def render_frame(plate: str | None, *, kind: str = "auto",
                  conditions: Conditions | None = None,
-                 seed: int = 0) -> tuple[np.ndarray, FrameLabel]:
-    """A 1280x720 BGR frame of a truck front carrying ``plate`` (None: an empty lane)."""
+                 seed: int = 0, camera_seed: int | None = None) -> tuple[np.ndarray, FrameLabel]:
+    """A 1280x720 BGR frame of a truck front carrying ``plate`` (None: an empty lane).
+
+    ``seed`` fixes the scene; ``camera_seed`` the exposure (see :meth:`Scene.expose`).
+    """
+    return render_scene(plate, kind=kind, conditions=conditions, seed=seed).expose(camera_seed)
+
+
+def render_scene(plate: str | None, *, kind: str = "auto",
+                 conditions: Conditions | None = None, seed: int = 0) -> Scene:
+    """The truck front carrying ``plate`` (None: an empty lane) as the camera would see it."""
     cond = conditions or Conditions()
     rng = np.random.default_rng(seed)
     frame = _background(rng)
@@ -354,12 +406,8 @@ def render_frame(plate: str | None, *, kind: str = "auto",
                 cv2.circle(glare, (int(p[0]), int(p[1])), 60, 1.0, -1)
                 glare = cv2.GaussianBlur(glare, (0, 0), 40)[..., None]
                 frame = np.clip(frame + glare * 900, 0, 255).astype(np.uint8)
-    frame = _apply_camera(frame, cond, rng, quad_out)
-    label = FrameLabel(plate=plate, kind=plate_kind, conditions=cond, seed=seed,
-                       quad=tuple((float(x), float(y)) for x, y in quad_out)
-                       if quad_out is not None else None,
-                       bbox=_bbox(quad_out) if quad_out is not None else None)
-    return frame, label
+    return Scene(frame=frame, quad=quad_out, plate=plate, kind=plate_kind, conditions=cond,
+                 seed=seed, rng_state=dict(rng.bit_generator.state))
 
 
 def _apply_camera(frame: np.ndarray, cond: Conditions, rng: np.random.Generator,

@@ -2,7 +2,10 @@
 
 ``/snapshot.jpg`` returns the current frame, ``/mjpeg`` streams it as
 ``multipart/x-mixed-replace`` (what browsers and OpenCV read from IP cameras), and
-``/label.json`` gives the ground truth of the current frame for tests. In ANPR mode the
+``/label.json`` gives the ground truth of the current frame for tests. Like a real sensor,
+each frame served is a fresh exposure of the scene (new sensor noise, a sub-pixel shake), at
+most one per frame period, so a gate voting over several frames sees what a camera gives it
+and no more; the first exposure of each scene is reproducible from the seed. In ANPR mode the
 camera POSTs each plate it shows to a URL as JSON in the shape of the Vzenith (臻识) HTTP
 push that many Chinese gate cameras use (``AlarmInfoPlate``).
 """
@@ -21,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from firmware_sim.camera.render import Conditions, FrameLabel, render_frame
+from firmware_sim.camera.render import Conditions, FrameLabel, Scene, render_scene
 
 __all__ = ["CameraServer", "anpr_payload"]
 
@@ -49,7 +52,7 @@ class CameraServer:
     """Serves rendered frames on ``host:port`` (port 0 picks a free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0,
-                 fps: float = 5.0, quality: int = 85) -> None:
+                 fps: float = 5.0, quality: int = 85, live: bool = True) -> None:
         self._host, self._port = host, port
         self._seed = seed
         self._fps = fps
@@ -57,6 +60,10 @@ class CameraServer:
         self._lock = threading.Condition()
         self._shows = 0
         self._jpeg = b""
+        self._live = live  # False: every frame of a scene is the same first exposure
+        self._scene: Scene | None = None
+        self._exposures = 0
+        self._exposed_at = 0.0
         self._label: FrameLabel | None = None
         self._push_url: str | None = None
         self._httpd: ThreadingHTTPServer | None = None
@@ -118,14 +125,15 @@ class CameraServer:
     def show(self, plate: str | None, *, plate_kind: str = "auto",
              conditions: Conditions | None = None) -> FrameLabel:
         """Point the camera at a truck carrying ``plate`` (None: the empty lane)."""
-        frame, label = render_frame(plate, kind=plate_kind, conditions=conditions,
-                                    seed=self._seed * 100_003 + self._shows)
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
+        scene = render_scene(plate, kind=plate_kind, conditions=conditions,
+                             seed=self._seed * 100_003 + self._shows)
+        frame, label = scene.expose()
+        data = self._encode(frame)
         with self._lock:
             self._shows += 1
-            self._jpeg = buf.tobytes()
+            self._scene = scene
+            self._exposed_at = time.monotonic()
+            self._jpeg = data
             self._label = label
             self._lock.notify_all()
             url = self._push_url
@@ -135,10 +143,28 @@ class CameraServer:
             t.start()
         return label
 
+    def _encode(self, frame: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return buf.tobytes()
+
+    def _current_jpeg(self) -> bytes:
+        """The frame to serve now: a fresh exposure once per frame period when live."""
+        with self._lock:
+            if (not self._live or self._scene is None
+                    or time.monotonic() - self._exposed_at < 1.0 / self._fps):
+                return self._jpeg
+            # Exposing under the lock keeps one exposure per period however many viewers.
+            self._exposures += 1
+            frame, _ = self._scene.expose(camera_seed=self._seed * 1_000_003 + self._exposures)
+            self._jpeg = self._encode(frame)
+            self._exposed_at = time.monotonic()
+            return self._jpeg
+
     def frame(self) -> np.ndarray:
         """The current frame, decoded (BGR)."""
-        with self._lock:
-            data = self._jpeg
+        data = self._current_jpeg()
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise RuntimeError("current frame does not decode")
@@ -166,9 +192,7 @@ class CameraServer:
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         path = req.path.split("?")[0]
         if path == "/snapshot.jpg":
-            with self._lock:
-                data = self._jpeg
-            self._send(req, 200, "image/jpeg", data)
+            self._send(req, 200, "image/jpeg", self._current_jpeg())
         elif path == "/label.json":
             with self._lock:
                 label = self._label
@@ -197,8 +221,7 @@ class CameraServer:
         period = 1.0 / self._fps
         try:
             while not self._stopping.is_set():
-                with self._lock:
-                    data = self._jpeg
+                data = self._current_jpeg()
                 req.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                 f"Content-Length: {len(data)}\r\n\r\n".encode())
                 req.wfile.write(data + b"\r\n")
