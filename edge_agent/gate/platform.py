@@ -10,6 +10,7 @@ from typing import Any
 from edge_agent.gate.decision import decide_now, try_decide
 from edge_agent.gate.events import Action, Record, WeightSample
 from edge_agent.gate.passage import passage
+from edge_agent.gate.policy import GatePolicy
 from edge_agent.gate.recovery import recover
 from edge_agent.gate.state import GateState
 from edge_agent.gate.txn import (
@@ -86,11 +87,10 @@ def on_weight(g: GateState, ev: WeightSample, now_ms: int, out: list[Action]) ->
             return
         if t.stable_kg is None:
             t.stable_kg, t.stable_ms = s.weight_kg, now_ms
-            before = sorted(kg for ms, kg in t.platform_kg if ms < s.since_ms)
-            level = before[len(before) // 2] if before else s.weight_kg
-            if abs(s.weight_kg - level) > p.jump_kg:
-                # The truck settled somewhere else than where it stood since it came on:
-                # the indicated weight was shifted mid-settling (jammer / tampering).
+            level = _held_elsewhere(t.platform_kg, s.since_ms, s.weight_kg, p)
+            if level is not None:
+                # The truck settled somewhere else than where it stood before: the indicated
+                # weight was shifted mid-settling (jammer / tampering).
                 _hold_late(g, "weight_jump", {"weight_kg": s.weight_kg,
                                               "platform_median_kg": level}, now_ms, out)
                 return
@@ -108,6 +108,33 @@ def on_weight(g: GateState, ev: WeightSample, now_ms: int, out: list[Action]) ->
         if g.stab.at_zero(w) and not g.io.loop_exit and not g.io.ir_exit:
             g.command_barrier(False, "decision", out)
             g.finish()
+
+
+def _held_elsewhere(
+    samples: list[tuple[int, int]], since_ms: int, stable_kg: int, p: GatePolicy
+) -> int | None:
+    """The level the reading held, before the window that proved ``stable_kg``, when that
+    level lies more than ``jump_kg`` away from it; None when it held nowhere else.
+
+    ``samples`` are the (ms, kg) seen with both beams clear, oldest first. "Held" is meant as
+    the stability detector means it: samples reaching back half a stability window from the
+    last one before the window, every one of them beyond ``jump_kg`` on the same side. The
+    bounce after the last axle fades towards the stable weight, so it never holds out there
+    that long — not even when frames arrive late and bunched (a loaded PC), or land on every
+    crest because the bounce is near the frame rate (the simulator sped up). A jammer
+    switched on mid-settling leaves the truck's own level there right up to the jump.
+    """
+    before = [(ms, kg) for ms, kg in samples if ms < since_ms]
+    if not before:
+        return None
+    horizon = before[-1][0] - p.stability_window_ms // 2
+    first = max((i for i, (ms, _) in enumerate(before) if ms <= horizon), default=None)
+    if first is None:
+        return None  # on the platform too briefly before settling to have stood anywhere
+    run = sorted(kg - stable_kg for _, kg in before[first:])
+    if run[0] > p.jump_kg or run[-1] < -p.jump_kg:
+        return stable_kg + run[len(run) // 2]
+    return None
 
 
 def _blocked_but_stable(g: GateState, t: Txn, kg: int, now_ms: int, out: list[Action]) -> None:

@@ -435,6 +435,43 @@ def test_jammer_during_settling_is_a_weight_jump() -> None:
     assert "weight_jump" in g.alarms() and not g.barrier_up
 
 
+@pytest.mark.parametrize(
+    ("window_ms", "gap_ms", "ringing"),
+    [
+        (2000, 10, (50040, 49620, 49180)),  # frames handled at once after a stall (seen: 49620)
+        (2000, 10, (50260,)),  # a lone frame, then nothing until the platform had settled
+        # The simulator at speed 6: its 1.6 Hz bounce runs at 9.6 Hz against 10 Hz frames, so
+        # every frame lands near a crest and the overshoot looks like a slowly fading offset.
+        (333, 100, (51000, 50040)),
+    ],
+)
+def test_ringing_seen_late_or_aliased_is_not_a_weight_jump(
+    window_ms: int, gap_ms: int, ringing: tuple[int, ...]
+) -> None:
+    # The last axle's bounce right after the beams clear, then the settled weight: the
+    # reading never held anywhere but where it settled.
+    g = Gate(stability_window_ms=window_ms, confirm_ms=window_ms)
+    g.drive_on(48800, PLATE)
+    for kg in ringing:
+        g.now += gap_ms
+        g.send(WeightSample(kg))
+    g.hold(48800, 2 * window_ms + 1000, jitter=(0, 20, -20, 0))  # stable, then confirmed
+    assert g.alarms() == [] and g.barrier_up
+    assert g.bodies("weighing")[0]["weight_kg"] == 48800
+
+
+def test_jammer_during_settling_is_caught_at_simulator_timings() -> None:
+    # The simulator at speed 6 shrinks the stability window to 333 ms: a level held for half
+    # of it before the shift is still a level.
+    g = Gate(stability_window_ms=333, confirm_ms=333)
+    g.drive_on(30000, PLATE)
+    g.hold(30000, 400, jitter=(300, -300, 200, -200))
+    g.hold(27000, 1000)
+    assert "weight_jump" in g.alarms() and not g.barrier_up
+    jump = next(a for a in g.bodies("alarm") if a["code"] == "weight_jump")
+    assert abs(jump["detail"]["platform_median_kg"] - 30000) <= 300
+
+
 def test_next_trucks_plate_does_not_become_a_mismatch() -> None:
     g = Gate()
     g.drive_on(30000, PLATE)
