@@ -62,15 +62,20 @@ class PlateReader:
     def evidence(self, cand: Candidate) -> Evidence | None:
         """The recogniser's evidence for a candidate, or None if no valid plate is read."""
         line = _text_line(cand)
-        probs = [r.probs(line) for r in self._recs]
         alphabet = self._recs[0].alphabet
-        recs = [r for r in (constrained_decode(p, alphabet) for p in probs)
-                if r is not None and normalise_plate(r.text) is not None]
-        if not recs:
+        probs = [self._recs[0].probs(line)]
+        first = constrained_decode(probs[0], alphabet)
+        if first is None or normalise_plate(first.text) is None:
+            # Most such crops are not plates (a badge, a grille). A plate only the second
+            # model could read would be a disputed reading, capped at 0.5 anyway; skipping
+            # it keeps the second model's cost off every non-plate candidate.
             return None
-        if len(probs) == 1:
-            return Evidence(text=recs[0].text, char_probs=recs[0].char_probs,
-                            margin=recs[0].margin)
+        if len(self._recs) == 1:
+            return Evidence(text=first.text, char_probs=first.char_probs, margin=first.margin)
+        probs.append(self._recs[1].probs(line))
+        second = constrained_decode(probs[1], alphabet)
+        recs = [first] + ([second] if second is not None
+                          and normalise_plate(second.text) is not None else [])
         texts = {r.text for r in recs}
         score = {t: sum(ctc_log_likelihood(p, t, alphabet) for p in probs) for t in texts}
         text = max(sorted(texts), key=lambda t: score[t])
