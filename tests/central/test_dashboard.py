@@ -56,6 +56,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Browser, Se
                 browser.navigate(f"{server.base}/dashboard/#token={bureau}")
                 browser.wait_for("document.body.dataset.stream === 'live'", 15,
                                  "the dashboard to log in and open the live stream")
+                # Tonnage and the weighing search load beside the stream, not before it.
+                browser.wait_for("document.querySelectorAll('#tonnage tr').length > 0"
+                                 " && document.querySelectorAll('#weighings tr').length > 0",
+                                 15, "the tonnage and weighing tables to load")
                 yield browser, server, gate, ingestor
             finally:
                 browser.close()
