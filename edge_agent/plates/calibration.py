@@ -25,10 +25,6 @@ class Evidence:
     #: each character's probability (forced CTC alignment); with two recognisers, the
     #: geometric mean of the two for each character
     char_probs: tuple[float, ...]
-    #: log-probability gap to the best rival: with two recognisers that agree, the smaller
-    #: of their beam margins; when they disagree, the gap in summed log-likelihood between
-    #: the chosen text and the other model's text
-    margin: float
     #: both recognisers decoded this same text on their own (True with a single recogniser)
     agree: bool = True
 
@@ -89,7 +85,7 @@ def calibrate(ev: Evidence, weights: tuple[float, ...] = WEIGHTS) -> float:
 
 def cap(ev: Evidence) -> float:
     """The most confidence the evidence can carry, whatever the fitted model says."""
-    # Outside the fitted data (weak characters yet a wide beam margin) the logistic model
+    # Outside the fitted data (weak characters, yet strong others) the logistic model
     # extrapolates optimistically; the weakest character's own probability bounds it.
     bound = min(ev.char_probs) ** CAP_EXPONENT
     return bound if ev.agree else min(bound, DISAGREE_CAP)

@@ -71,26 +71,22 @@ class PlateReader:
             # it keeps the second model's cost off every non-plate candidate.
             return None
         if len(self._recs) == 1:
-            return Evidence(text=first.text, char_probs=first.char_probs, margin=first.margin)
+            return Evidence(text=first.text, char_probs=first.char_probs)
         probs.append(self._recs[1].probs(line))
         second = constrained_decode(probs[1], alphabet)
-        recs = [first] + ([second] if second is not None
-                          and normalise_plate(second.text) is not None else [])
-        texts = {r.text for r in recs}
-        score = {t: sum(ctc_log_likelihood(p, t, alphabet) for p in probs) for t in texts}
-        text = max(sorted(texts), key=lambda t: score[t])
-        agree = len(recs) == 2 and len(texts) == 1
-        if agree:
-            margin = min(r.margin for r in recs)
-        else:
-            rivals = [score[t] for t in texts if t != text]
-            margin = score[text] - max(rivals) if rivals else 0.0
+        agree = second is not None and second.text == first.text
+        text = first.text
+        if not agree and second is not None and normalise_plate(second.text) is not None:
+            # Disputed: the text the two models together find likelier is the reading.
+            score = {t: sum(ctc_log_likelihood(p, t, alphabet) for p in probs)
+                     for t in (first.text, second.text)}
+            text = max(sorted(score), key=lambda t: score[t])
         per_model = [forced_char_probs(p, text, alphabet) for p in probs]
         # Per character, the geometric mean of the two models' probabilities: one model's
         # doubt counts, without letting either veto a character both read (the minimum
         # held back 2-3 % more exact plates on seeds 7-12 and stopped no wrong one).
         char_probs = tuple(math.sqrt(a * b) for a, b in zip(*per_model, strict=True))
-        return Evidence(text=text, char_probs=char_probs, margin=margin, agree=agree)
+        return Evidence(text=text, char_probs=char_probs, agree=agree)
 
     def _read_candidate(self, cand: Candidate) -> PlateReading | None:
         ev = self.evidence(cand)

@@ -43,7 +43,6 @@ class ModelMissingError(RuntimeError):
 class Recognition:
     text: str
     char_probs: tuple[float, ...]
-    margin: float  # log-probability gap to the best different grammar-valid text
 
 
 # Position templates of the plate grammar (see grammar.py); a decoded prefix must fit one.
@@ -183,16 +182,11 @@ def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
                     add(ext, 1, total + row[k])
         ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam]
         beams = {k: (v[0], v[1]) for k, v in ranked}
-    complete = sorted(((float(np.logaddexp(*v)), k) for k, v in beams.items() if _complete(k)),
-                      reverse=True)
+    complete = [(float(np.logaddexp(*v)), k) for k, v in beams.items() if _complete(k)]
     if not complete:
         return None
-    best_lp, text = complete[0]
-    # Compare against every other hypothesis still alive, complete or not.
-    others = [float(np.logaddexp(*v)) for k, v in beams.items() if k != text]
-    margin = best_lp - max(others) if others else 20.0
-    return Recognition(text=text, char_probs=forced_char_probs(probs, text, alphabet),
-                       margin=float(margin))
+    text = max(complete)[1]
+    return Recognition(text=text, char_probs=forced_char_probs(probs, text, alphabet))
 
 
 def ctc_log_likelihood(probs: np.ndarray, text: str, alphabet: str) -> float:

@@ -58,32 +58,31 @@ def test_reading_rejects_confidence_outside_unit_interval() -> None:
         r("陕K12345", 1.2)
 
 
-def ev(probs: tuple[float, ...], margin: float = 8.0) -> Evidence:
-    return Evidence(text="陕K12345", char_probs=probs, margin=margin)
+def ev(probs: tuple[float, ...]) -> Evidence:
+    return Evidence(text="陕K12345", char_probs=probs)
 
 
 def test_confidence_is_bounded_and_rises_with_evidence() -> None:
-    # In real evidence the beam margin grows with the characters' probabilities.
-    values = [calibrate(ev((p,) * 7, margin=10 * p)) for p in np.linspace(0.005, 0.999, 25)]
+    values = [calibrate(ev((p,) * 7)) for p in np.linspace(0.005, 0.999, 25)]
     assert values == sorted(values)
     assert 0.0 <= min(values) and max(values) <= 1.0
     assert min(values) < 0.05 and max(values) > 0.99
 
 
-def test_weak_characters_cap_confidence_whatever_the_margin() -> None:
+def test_weak_characters_cap_confidence_whatever_the_others_say() -> None:
     # Outside the fitted data the logistic model alone would be optimistic.
-    assert calibrate(ev((0.3,) * 7, margin=10.0)) <= 0.3 ** CAP_EXPONENT + 1e-9
+    assert calibrate(ev((0.3,) * 7)) <= 0.3 ** CAP_EXPONENT + 1e-9
     # One character the models barely saw keeps the reading below the gate's 0.9 threshold
     # (below 0.12: never 0.9; below 0.36: never 0.95), however sure the others are.
-    assert calibrate(ev((0.1,) + (1.0,) * 6, margin=10.0)) < 0.9
-    assert calibrate(ev((0.3,) + (1.0,) * 6, margin=10.0)) < 0.95
+    assert calibrate(ev((0.1,) + (1.0,) * 6)) < 0.9
+    assert calibrate(ev((0.3,) + (1.0,) * 6)) < 0.95
 
 
 def test_a_doubtful_character_or_a_close_rival_lowers_confidence() -> None:
     sure = calibrate(ev((0.99,) * 7))
     assert calibrate(ev((0.4,) + (0.99,) * 6)) < sure  # province barely seen
     assert calibrate(ev((0.99,) * 6 + (0.3,))) < sure
-    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, margin=8.0, agree=False)
+    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, agree=False)
     assert calibrate(disputed) < sure  # the two recognisers read different texts
     assert len(WEIGHTS) == len(FEATURE_NAMES) + 1
 
