@@ -8,6 +8,9 @@ import pytest
 from ledger.keys import SignerKey
 from ledger.ticket import Ticket, issue_ticket
 from ledger.trust import TrustList
+from tests.support.pg import pg_url
+
+__all__ = ["pg_url"]  # the throwaway-database fixture, for the ticket tests
 
 T0 = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)
 ISSUER = "E610821001"

@@ -11,7 +11,6 @@ import json
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.protocol import topic
 from ledger.keys import SignerKey
 from tests.support.broker import Mosquitto
-from tests.support.pg import make_database
 from tests.tickets.central_support import (
     ENT_A,
     ENT_B,
@@ -52,25 +50,6 @@ OTHER = "S61082109"  # another weighbridge of ENT_A, enrolled as its own loading
 PLATE = "陕K8A3B2"
 
 
-@pytest.fixture
-def db() -> Iterator[str]:
-    url, drop = make_database()
-    try:
-        yield url
-    finally:
-        drop()
-
-
-def _enrol(conn: psycopg.Connection[Any], gate: Gate, loading_site: str | None = None) -> None:
-    gate.enrol(conn)
-    if loading_site is not None:
-        check_loading_site(conn, site=gate.site, enterprise=gate.enterprise,
-                           loading_site=loading_site)
-        conn.execute("UPDATE sites SET loading_site = %s WHERE id = %s",
-                     (loading_site, gate.site))
-        conn.commit()
-
-
 def _issue(conn: psycopg.Connection[Any], site: str = MINE, enterprise: str = ENT_A,
            plate: str = PLATE) -> service.TicketRecord:
     req = service.IssueRequest(enterprise=enterprise, site=site, plate=plate, buyer="鑫源兰炭",
@@ -87,9 +66,9 @@ def _pending(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str | None]]
 # -- enrolment -------------------------------------------------------------------------------
 
 def test_cli_enrol_sets_the_loading_site_and_refuses_another_enterprises(
-    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COALGATE_CENTRAL__DATABASE__URL", db)
+    monkeypatch.setenv("COALGATE_CENTRAL__DATABASE__URL", pg_url)
     runner = CliRunner()
     keys = {}
     for site in (MINE, GATE2, "S61082201"):
@@ -107,17 +86,17 @@ def test_cli_enrol_sets_the_loading_site_and_refuses_another_enterprises(
                                           "--loading-site", MINE])
     assert foreign.exit_code == 2
     assert "--loading-site" in foreign.output and ENT_A in foreign.output
-    with psycopg.connect(db) as conn:
+    with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT id, loading_site FROM sites ORDER BY id").fetchall()
         assert rows == [(MINE, MINE), (GATE2, MINE)]
         assert gates_of(conn, MINE) == [MINE, GATE2]
 
 
 def test_api_enrol_defaults_the_loading_site_to_the_id_and_answers_403_for_a_foreign_one(
-    db: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
-    app = ticket_app(db, TicketSettings(root_key=ROOT))
-    admin = auth(make_token(db, "admin"))
+    app = ticket_app(pg_url, TicketSettings(root_key=ROOT))
+    admin = auth(make_token(pg_url, "admin"))
 
     def body(site: str, enterprise: str, **extra: str) -> dict[str, Any]:
         return {"id": site, "enterprise": enterprise, "name": site,
@@ -145,15 +124,15 @@ def test_api_enrol_defaults_the_loading_site_to_the_id_and_answers_403_for_a_for
 
 # -- issuance --------------------------------------------------------------------------------
 
-def test_a_ticket_may_name_a_mine_that_is_no_gates_id(db: str, tmp_path: Path) -> None:
+def test_a_ticket_may_name_a_mine_that_is_no_gates_id(pg_url: str, tmp_path: Path) -> None:
     """Gates yl-03-east and yl-03-west serve the mine yl-03: tickets name the mine, and go to
     both gates; another enterprise cannot issue for it."""
-    with psycopg.connect(db, autocommit=True) as conn:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
         east, west = Gate("yl-03-east", tmp_path, ENT_A), Gate("yl-03-west", tmp_path, ENT_A)
         b = Gate("yl-09", tmp_path, ENT_B)
-        _enrol(conn, east, "yl-03")
-        _enrol(conn, west, "yl-03")
-        _enrol(conn, b)
+        east.enrol(conn, loading_site="yl-03")
+        west.enrol(conn, loading_site="yl-03")
+        b.enrol(conn)
         with pytest.raises(SiteNotAllowedError, match="belongs to enterprise"):
             check_loading_site(conn, site="yl-09b", enterprise=ENT_B, loading_site="yl-03")
         for ent in (ENT_A, ENT_B):
@@ -175,14 +154,14 @@ def test_a_ticket_may_name_a_mine_that_is_no_gates_id(db: str, tmp_path: Path) -
 # -- reconciliation --------------------------------------------------------------------------
 
 def test_reconciliation_honest_at_either_gate_of_the_mine_wrong_site_elsewhere(
-    db: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
-    with psycopg.connect(db, autocommit=True) as conn, psycopg.connect(db) as ing:
+    with psycopg.connect(pg_url, autocommit=True) as conn, psycopg.connect(pg_url) as ing:
         g1, g2, other = (Gate(MINE, tmp_path, ENT_A), Gate(GATE2, tmp_path, ENT_A),
                          Gate(OTHER, tmp_path, ENT_A))
-        _enrol(conn, g1)
-        _enrol(conn, g2, MINE)
-        _enrol(conn, other)
+        g1.enrol(conn)
+        g2.enrol(conn, loading_site=MINE)
+        other.enrol(conn)
         issuers.create_issuer_key(conn, ENT_A, ROOT, now=datetime.now(UTC))
         ingestor = make_ingestor(ing)
         t1, t2, t3, shared = (_issue(conn) for _ in range(4))
@@ -264,7 +243,7 @@ def _wait(cond: Any, what: str, timeout: float = 15) -> None:
 
 
 def test_both_gates_of_a_mine_get_a_revocation_on_their_own_topics(
-    db: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
     passwd = tmp_path / "passwd"
     users = {"central": "c-pw", MINE: "g1-pw", GATE2: "g2-pw", OTHER: "g3-pw"}
@@ -277,16 +256,16 @@ def test_both_gates_of_a_mine_get_a_revocation_on_their_own_topics(
     broker.start()
     listeners: list[Listener] = []
     try:
-        with psycopg.connect(db, autocommit=True) as conn, psycopg.connect(db) as ing:
+        with psycopg.connect(pg_url, autocommit=True) as conn, psycopg.connect(pg_url) as ing:
             gates = {s: Gate(s, tmp_path, ENT_A) for s in (MINE, GATE2, OTHER)}
-            _enrol(conn, gates[MINE])
-            _enrol(conn, gates[GATE2], MINE)
-            _enrol(conn, gates[OTHER])
+            gates[MINE].enrol(conn)
+            gates[GATE2].enrol(conn, loading_site=MINE)
+            gates[OTHER].enrol(conn)
             issuers.create_issuer_key(conn, ENT_A, ROOT, now=datetime.now(UTC))
             ingestor = make_ingestor(ing)
             listeners = [Listener(broker.settings(s, users[s]), s) for s in gates]
             ticket = _issue(conn)
-            with TicketPublisher(db, broker.settings("central", users["central"]),
+            with TicketPublisher(pg_url, broker.settings("central", users["central"]),
                                  client_id=f"central-tickets-{uuid.uuid4().hex[:6]}") as pub:
                 pub.run_once()
                 service.void(conn, ticket.id, reason="订单取消", who="sales",

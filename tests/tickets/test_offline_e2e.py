@@ -19,14 +19,12 @@ from __future__ import annotations
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from central.api.schemas import SiteIn
 from central.sites import enrol_site
@@ -40,7 +38,6 @@ from ledger.store import LedgerStore
 from ledger.ticket import issue_ticket, parse_ticket
 from tests.central.sync_helpers import start_worker, wait_until
 from tests.support.broker import Mosquitto
-from tests.support.pg import make_database
 from tests.tickets.central_support import ENT_A
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
@@ -143,17 +140,8 @@ def _issue(conn: psycopg.Connection[Any], *, now: datetime, hours: float = 48) -
     return service.issue(conn, req, who="sales", now=now).qr
 
 
-@pytest.fixture
-def db_url() -> Iterator[str]:
-    url, drop = make_database()
-    try:
-        yield url
-    finally:
-        drop()
-
-
 def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
-    db_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
     passwd = tmp_path / "passwd"
     users = {"central": "c-secret", SITE: "g1-secret", SITE2: "g2-secret"}
@@ -170,15 +158,15 @@ def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
     worker = None
     stop_pub = threading.Event()
     pub_thread: threading.Thread | None = None
-    conn = psycopg.connect(db_url, autocommit=True)
+    conn = psycopg.connect(pg_url, autocommit=True)
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         gate1.enrol(conn)
         gate2.enrol(conn)
         # The issuer key dates from two days back, so an expired ticket is a genuine one.
         issuers.create_issuer_key(conn, ENT_A, ROOT, now=now - timedelta(days=2))
-        worker = start_worker(db_url, settings, "g", tmp_path)
-        pub = TicketPublisher(db_url, settings, client_id=f"central-tickets-{uuid.uuid4().hex[:6]}")
+        worker = start_worker(pg_url, settings, "g", tmp_path)
+        pub = TicketPublisher(pg_url, settings, client_id=f"central-tickets-{uuid.uuid4().hex[:6]}")
         pub.start()
         pub_thread = threading.Thread(target=pub.run, args=(stop_pub, 0.1), daemon=True)
         pub_thread.start()
