@@ -7,15 +7,12 @@ the common LCUS-type USB serial relay boards (outputs only: ``A0 <ch> <state> <s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from edge_agent.config import IoSection
-from edge_agent.devices.backoff import Backoff
+from edge_agent.devices.link import DeviceLink, Emit
 from edge_agent.devices.streams import DeviceLost, SerialStream
-from edge_agent.gate.events import DeviceStatus, Event, Inputs, Signals
-
-Emit = Callable[[Event], None]
+from edge_agent.gate.events import Inputs, Signals
 
 
 def inputs_from_bits(bits: list[bool], start: int, cfg: IoSection) -> Inputs:
@@ -35,12 +32,12 @@ def inputs_from_bits(bits: list[bool], start: int, cfg: IoSection) -> Inputs:
     )
 
 
-class ModbusIO:
+class ModbusIO(DeviceLink):
+    device = "io"
+
     def __init__(self, cfg: IoSection, emit: Emit) -> None:
+        super().__init__(emit)
         self.cfg = cfg
-        self.emit = emit
-        self.backoff = Backoff()
-        self.online = False
         self.client: Any = None
         self.last: Inputs | None = None
         self.coil_writes: list[tuple[int, bool]] = []  # for diagnostics and benchmarks
@@ -54,11 +51,6 @@ class ModbusIO:
                                         timeout=1, retries=0)
         return AsyncModbusSerialClient(self.cfg.device or "", baudrate=self.cfg.baudrate,
                                        timeout=1, retries=0)
-
-    def _status(self, online: bool, detail: dict[str, Any]) -> None:
-        if online != self.online:
-            self.online = online
-            self.emit(DeviceStatus("io", online, detail))
 
     async def run(self) -> None:
         from pymodbus.exceptions import ModbusException
@@ -133,7 +125,9 @@ def relay_frame(channel: int, on: bool) -> bytes:
     return head + bytes([sum(head) & 0xFF])
 
 
-class UsbRelayIO:
+class UsbRelayIO(DeviceLink):
+    device = "io"
+
     """Outputs only; the barrier is pulsed for ``pulse_ms``. No beam or loop inputs.
 
     The boards never answer, so the only sign of life is the serial port itself: ``run`` keeps
@@ -141,17 +135,10 @@ class UsbRelayIO:
     """
 
     def __init__(self, cfg: IoSection, emit: Emit) -> None:
+        super().__init__(emit)
         self.cfg = cfg
-        self.emit = emit
         self.port: SerialStream | None = None
-        self.online = False
-        self.backoff = Backoff()
         self.frames_sent: list[bytes] = []  # for diagnostics and benchmarks
-
-    def _status(self, online: bool, detail: dict[str, Any]) -> None:
-        if online != self.online:
-            self.online = online
-            self.emit(DeviceStatus("io", online, detail))
 
     async def run(self) -> None:
         device = self.cfg.device or ""

@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 from edge_agent.config import ScaleSection
-from edge_agent.devices.backoff import Backoff
+from edge_agent.devices.link import DeviceLink, Emit
 from edge_agent.devices.streams import ByteStream, DeviceLost, SerialStream, TcpStream
-from edge_agent.gate.events import DeviceStatus, Event, WeightSample
+from edge_agent.gate.events import WeightSample
 from edge_agent.scale import ScaleStream, make_decoder
 
-Emit = Callable[[Event], None]
 SICS_START = b"SIR\r\n"  # repeat immediate weight at the indicator's rate
 SICS_QUIET_S = 1.0  # no reply this long: ask again
 
 
-class StreamScale:
+class StreamScale(DeviceLink):
+    device = "scale"
+
     """Indicator on a byte pipe. Counters are in ``self.stream.stats``."""
 
     def __init__(self, cfg: ScaleSection, emit: Emit) -> None:
+        super().__init__(emit)
         self.cfg = cfg
-        self.emit = emit
         options: dict[str, Any] = {"checksum": cfg.toledo_checksum}
         if cfg.protocol == "regex":
             options.update(pattern=cfg.regex_pattern, terminator=cfg.regex_terminator)
         self.stream = ScaleStream(make_decoder(cfg.protocol, **options))
-        self.backoff = Backoff()
-        self.online = False
 
     async def _open(self) -> ByteStream:
         if self.cfg.transport == "serial":
@@ -37,11 +35,6 @@ class StreamScale:
             return SerialStream(self.cfg.device, self.cfg.baudrate)
         assert self.cfg.host and self.cfg.port
         return await TcpStream.connect(self.cfg.host, self.cfg.port)
-
-    def _status(self, online: bool, detail: dict[str, Any]) -> None:
-        if online != self.online:
-            self.online = online
-            self.emit(DeviceStatus("scale", online, detail))
 
     async def run(self) -> None:
         while True:
@@ -75,14 +68,14 @@ class StreamScale:
                 self.emit(WeightSample(r.kg(self.cfg.unit), motion=r.stable is False))
 
 
-class ModbusScale:
+class ModbusScale(DeviceLink):
+    device = "scale"
+
     """Weighing transmitter polled over Modbus TCP or RTU (pymodbus async client)."""
 
     def __init__(self, cfg: ScaleSection, emit: Emit) -> None:
+        super().__init__(emit)
         self.cfg = cfg
-        self.emit = emit
-        self.backoff = Backoff()
-        self.online = False
         self.polls = 0
 
     def _client(self) -> Any:
@@ -93,11 +86,6 @@ class ModbusScale:
                                         timeout=1, retries=0)
         return AsyncModbusSerialClient(self.cfg.device or "", baudrate=self.cfg.baudrate,
                                        timeout=1, retries=0)
-
-    def _status(self, online: bool, detail: dict[str, Any]) -> None:
-        if online != self.online:
-            self.online = online
-            self.emit(DeviceStatus("scale", online, detail))
 
     async def run(self) -> None:
         from pymodbus.exceptions import ModbusException

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from edge_agent.config import ScannerSection
-from edge_agent.devices.backoff import Backoff
+from edge_agent.devices.link import DeviceLink, Emit
 from edge_agent.devices.streams import ByteStream, DeviceLost, SerialStream, TcpStream
-from edge_agent.gate.events import DeviceStatus, Event, TicketScan
+from edge_agent.gate.events import TicketScan
 
 MAX_LINE = 4096
 
@@ -29,12 +28,12 @@ def clean_scan(raw: bytes) -> str | None:
     return text or None
 
 
-class LineScanner:
-    def __init__(self, cfg: ScannerSection, emit: Callable[[Event], None]) -> None:
+class LineScanner(DeviceLink):
+    device = "scanner"
+
+    def __init__(self, cfg: ScannerSection, emit: Emit) -> None:
+        super().__init__(emit)
         self.cfg = cfg
-        self.emit = emit
-        self.backoff = Backoff()
-        self.online = False
 
     async def _open(self) -> ByteStream:
         if self.cfg.kind == "serial":
@@ -49,14 +48,10 @@ class LineScanner:
             try:
                 pipe = await self._open()
             except DeviceLost as exc:
-                if self.online:
-                    self.emit(DeviceStatus("scanner", False, {"error": str(exc)}))
-                self.online = False
+                self._status(False, {"error": str(exc)})
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
-            if not self.online:
-                self.online = True
-                self.emit(DeviceStatus("scanner", True, {}))
+            self._status(True, {})
             self.backoff.reset()
             try:
                 while True:
@@ -69,8 +64,7 @@ class LineScanner:
                     if len(buf) > MAX_LINE:
                         buf = b""
             except DeviceLost as exc:
-                self.online = False
-                self.emit(DeviceStatus("scanner", False, {"error": str(exc)}))
+                self._status(False, {"error": str(exc)})
             finally:
                 pipe.close()
             await asyncio.sleep(self.backoff.next_delay())
@@ -88,16 +82,16 @@ def tickets_in_jpeg(jpeg: bytes) -> list[str]:
     return [] if frame is None else ticket_texts_in_frame(frame)
 
 
-class CameraQrScanner:
+class CameraQrScanner(DeviceLink):
     """Polls a camera's snapshot URL and reports each ticket QR it sees as a scan."""
 
-    def __init__(self, cfg: ScannerSection, emit: Callable[[Event], None]) -> None:
+    device = "scanner"
+
+    def __init__(self, cfg: ScannerSection, emit: Emit) -> None:
+        super().__init__(emit)
         assert cfg.snapshot_url
         self.url = cfg.snapshot_url
         self.interval_s = cfg.interval_ms / 1000
-        self.emit = emit
-        self.backoff = Backoff()
-        self.online = False
         self._seen: dict[str, float] = {}
 
     def _fresh(self, text: str, now: float) -> bool:
@@ -114,14 +108,10 @@ class CameraQrScanner:
             try:
                 frames = await grab_frames(self.url, 1, 0.0)
             except CameraError as exc:
-                if self.online:
-                    self.emit(DeviceStatus("scanner", False, {"error": str(exc)}))
-                self.online = False
+                self._status(False, {"error": str(exc)})
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
-            if not self.online:
-                self.online = True
-                self.emit(DeviceStatus("scanner", True, {"camera": self.url}))
+            self._status(True, {"camera": self.url})
             self.backoff.reset()
             # zxing-cpp takes a few ms per 720p frame: keep it off the gate's event loop.
             texts = await asyncio.to_thread(tickets_in_jpeg, frames[0].jpeg)
