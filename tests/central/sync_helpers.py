@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -43,6 +44,24 @@ def tare_body(site: str, i: int) -> dict[str, object]:
         "tare_seq": None, "ticket_id": None, "limit_kg": 49000, "decision": "release",
         "reasons": [], "stable_ms": 1500, "snapshot_sha256": None,
     }
+
+
+def weigh_through_outage(store: LedgerStore, box: Any, site: str, first: int, seconds: float,
+                         every_s: float, max_block_s: float) -> int:
+    """Append a weighing every ``every_s`` for ``seconds`` while the broker is down; returns
+    the next index. Each append must return within ``max_block_s``: appends are local and
+    durable and never wait for the network (a generous bound: it catches blocking on a
+    reconnect, not slowness)."""
+    n = first
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        store.append("weighing", tare_body(site, n))
+        box.notify()
+        n += 1
+        assert time.monotonic() - t0 < max_block_s, "append blocked while the broker was down"
+        time.sleep(every_s)
+    return n
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:

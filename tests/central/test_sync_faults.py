@@ -7,7 +7,6 @@ resend from the last durable ack — does not depend on the length).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.central.sync_helpers import (
     tare_body,
     unique,
     wait_until,
+    weigh_through_outage,
     write_worker_config,
 )
 from tests.support.broker import Mosquitto
@@ -113,15 +113,8 @@ def test_broker_down_while_gate_keeps_weighing(pg_url: str,
         wait_until(lambda: box.acked_seq == 49, 30, "first 50 acked")
         broker.stop()
         # The gate keeps weighing: every append is durable locally and never waits.
-        n = 50
-        end = time.monotonic() + OUTAGE_S
-        while time.monotonic() < end:
-            t0 = time.monotonic()
-            store.append("weighing", tare_body(gate.site, n))
-            box.notify()
-            n += 1
-            assert time.monotonic() - t0 < 2.0, "append blocked while the broker was down"
-            time.sleep(0.05)
+        n = weigh_through_outage(store, box, gate.site, 50, OUTAGE_S, every_s=0.05,
+                                 max_block_s=2.0)
         assert box.acked_seq == 49 and not box.connected
         broker.start()
         wait_until(lambda: box.acked_seq == n - 1, 60, "backlog drained")

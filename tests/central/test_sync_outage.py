@@ -25,6 +25,7 @@ from tests.central.sync_helpers import (
     tare_body,
     unique,
     wait_until,
+    weigh_through_outage,
 )
 from tests.support.broker import Mosquitto
 
@@ -93,17 +94,8 @@ def test_broker_down_three_minutes_while_gate_keeps_weighing(
         box.notify()
         wait_until(lambda: box.acked_seq == 49, 30, "first 50 acked")
         broker.stop()
-        n = 50
-        end = time.monotonic() + LONG_OUTAGE_S
-        while time.monotonic() < end:
-            t0 = time.monotonic()
-            store.append("weighing", tare_body(gate.site, n))
-            box.notify()
-            n += 1
-            # Appends are local and durable; they must never wait for the network (the bound
-            # is generous: it catches blocking on a reconnect, not slowness).
-            assert time.monotonic() - t0 < 5.0, "append blocked while the broker was down"
-            time.sleep(APPEND_EVERY_S)
+        n = weigh_through_outage(store, box, gate.site, 50, LONG_OUTAGE_S,
+                                 every_s=APPEND_EVERY_S, max_block_s=5.0)
         assert n - 50 >= 300, f"only {n - 50} entries appended during the outage"
         assert box.acked_seq == 49 and not box.connected
         assert central_count(pg_url, gate.site) == 50
