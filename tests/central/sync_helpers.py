@@ -64,6 +64,16 @@ def weigh_through_outage(store: LedgerStore, box: Any, site: str, first: int, se
     return n
 
 
+def acked_all(box: Any, store: LedgerStore) -> bool:
+    """The outbox holds an ack for every entry of its ledger."""
+    return bool(box.acked_seq == store.size - 1)
+
+
+def cosigned_at(box: Any, size: int) -> bool:
+    """The outbox holds the witness's cosigned checkpoint of tree size ``size``."""
+    return f"\n{size}\n" in (box.cosigned_checkpoint or "")
+
+
 def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,25 +16,18 @@ from edge_agent.sync.outbox import ACKED_META_KEY, Outbox
 from edge_agent.sync.protocol import topic
 from ledger.checkpoint import verify_cosignature
 from ledger.keys import read_signer_file
-from ledger.store import LedgerStore
 from tests.central.sync_helpers import (
+    acked_all,
     alarm_codes,
     audit_central,
     clear_retained,
+    cosigned_at,
     make_gate,
     start_worker,
     tare_body,
     unique,
     wait_until,
 )
-
-
-def _acked_all(box: Outbox, store: LedgerStore) -> bool:
-    return box.acked_seq == store.size - 1
-
-
-def _cosigned_at(box: Outbox, size: int) -> bool:
-    return f"\n{size}\n" in (box.cosigned_checkpoint or "")
 
 
 def test_three_gates_store_every_entry_once_in_order(
@@ -58,8 +51,8 @@ def test_three_gates_store_every_entry_once_in_order(
                 s.append("weighing", tare_body(g.site, 100 + round_))
                 b.notify()
         for s, b in zip(stores, boxes, strict=True):
-            wait_until(partial(_acked_all, b, s), 30, "all entries acked")
-            wait_until(partial(_cosigned_at, b, 60), 30, "cosigned checkpoint")
+            wait_until(partial(acked_all, b, s), 30, "all entries acked")
+            wait_until(partial(cosigned_at, b, 60), 30, "cosigned checkpoint")
         witness = read_signer_file(tmp_path / "witness.key").verifier
         for g, b in zip(gates, boxes, strict=True):
             assert audit_central(pg_url, g) == 60

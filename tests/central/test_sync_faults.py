@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.sync.outbox import Outbox
-from ledger.store import LedgerStore
 from tests.central.sync_helpers import (
+    acked_all,
     audit_central,
     central_count,
     kill,
@@ -34,10 +34,6 @@ from tests.support.broker import Mosquitto
 OUTAGE_S = 20.0
 
 pytestmark = pytest.mark.slow
-
-
-def _acked_all(box: Outbox, store: LedgerStore) -> bool:
-    return box.acked_seq == store.size - 1
 
 
 def test_edge_sigkill_mid_batch(pg_url: str, mosquitto: Callable[..., Mosquitto],
@@ -177,7 +173,7 @@ def test_two_workers_on_one_shared_subscription(pg_url: str,
                                 for i in range(50)])
                 b.notify()
         for s, b in zip(stores, boxes, strict=True):
-            wait_until(partial(_acked_all, b, s), 90, "all acked")
+            wait_until(partial(acked_all, b, s), 90, "all acked")
         for g in gates:
             assert audit_central(pg_url, g) == 200
     finally:

@@ -32,8 +32,10 @@ from ledger.checkpoint import verify_cosignature
 from ledger.keys import read_signer_file
 from ledger.store import LedgerStore
 from tests.central.sync_helpers import (
+    acked_all,
     audit_central,
     clear_retained,
+    cosigned_at,
     make_gate,
     start_worker,
     tare_body,
@@ -114,14 +116,6 @@ def test_v5_clients_are_refused_by_amqtt(amqtt_broker: MqttSettings) -> None:
         client.loop_stop()
 
 
-def _acked_all(box: Outbox, store: LedgerStore) -> bool:
-    return box.acked_seq == store.size - 1
-
-
-def _cosigned_at(box: Outbox, size: int) -> bool:
-    return f"\n{size}\n" in (box.cosigned_checkpoint or "")
-
-
 def _run_gates(pg_url: str, broker: MqttSettings, worker_mqtt: MqttSettings,
                tmp_path: Path) -> None:
     worker = start_worker(pg_url, worker_mqtt, unique("grp"), tmp_path)
@@ -139,8 +133,8 @@ def _run_gates(pg_url: str, broker: MqttSettings, worker_mqtt: MqttSettings,
             s.append("weighing", tare_body(g.site, 99))
             b.notify()
         for s, b in zip(stores, boxes, strict=True):
-            wait_until(partial(_acked_all, b, s), 30, "all entries acked")
-            wait_until(partial(_cosigned_at, b, 41), 30, "a cosigned checkpoint")
+            wait_until(partial(acked_all, b, s), 30, "all entries acked")
+            wait_until(partial(cosigned_at, b, 41), 30, "a cosigned checkpoint")
         witness = read_signer_file(tmp_path / "witness.key").verifier
         for g, b in zip(gates, boxes, strict=True):
             assert audit_central(pg_url, g) == 41
