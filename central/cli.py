@@ -195,3 +195,49 @@ def site_enroll(
         conn.commit()
     typer.echo(f"enrolled {site} ({enterprise}) with key {verifier.name}+{verifier.key_id.hex()}"
                + (f", loading site {loading}" if loading != site else ""))
+
+
+@app.command("broker-accounts")
+def broker_accounts(
+    out: Annotated[Path, typer.Option(
+        help="the Mosquitto dynamic-security file to write (mode 0600), "
+             "e.g. /var/lib/mosquitto/dynamic-security.json")],
+    central_password_file: Annotated[Path, typer.Option(
+        help="file (0600) holding the central's broker password; name the same file in "
+             "central.toml [mqtt] password_file")],
+    site: Annotated[list[str] | None, typer.Option(
+        help="SITE=PASSWORD_FILE for each gate; repeatable")] = None,
+    viewer_password_file: Annotated[Path | None, typer.Option(
+        help="password file for the read-only bureau-view account (live, status)")] = None,
+    admin_password_file: Annotated[Path | None, typer.Option(
+        help="password file for dynsec-admin, which mosquitto_ctrl uses to add sites live")
+    ] = None,
+) -> None:
+    """Write the broker's accounts: one role and one bound client id per site, the central.
+
+    Example:
+        coalgate central broker-accounts --out /var/lib/mosquitto/dynamic-security.json
+        --central-password-file /etc/coalgate/central.mqtt-password --site mine-a=mine-a.pw
+    """
+    from central.broker_accounts import dynsec_document, write_dynsec
+    from edge_agent.sync.mqtt import MqttConfigError, read_password_file
+
+    try:
+        sites: dict[str, str] = {}
+        for spec in site or []:
+            name, sep, file = spec.partition("=")
+            if not sep:
+                raise _fail(f"--site {spec!r}: expected SITE=PASSWORD_FILE", 2)
+            sites[name] = read_password_file(Path(file), where=f"--site {name}")
+        doc = dynsec_document(
+            read_password_file(central_password_file, where="--central-password-file"), sites,
+            viewer_password=read_password_file(viewer_password_file, where="--viewer-password-file")
+            if viewer_password_file else None,
+            admin_password=read_password_file(admin_password_file, where="--admin-password-file")
+            if admin_password_file else None,
+        )
+    except (MqttConfigError, ValueError) as exc:
+        raise _fail(str(exc), 2) from None
+    write_dynsec(out, doc)
+    typer.echo(f"wrote {out} (mode 0600): central + {len(sites)} site(s); "
+               f"chown it to the mosquitto user and restart or reload the broker")

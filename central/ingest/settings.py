@@ -55,7 +55,7 @@ def settings_from_mapping(doc: dict[str, Any], *, base: Path) -> IngestSettings:
     key_path = Path(key_file)
     try:
         db = DatabaseSettings.from_mapping(_table(doc, "database"), base=base)
-        mqtt = MqttSettings.from_mapping(_table(doc, "mqtt"))
+        mqtt = MqttSettings.from_mapping(_table(doc, "mqtt"), base=base)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     except Exception as exc:  # DatabaseError is not a ValueError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "MqttSettings",
     "connect_async",
     "make_client",
+    "read_password_file",
     "session_properties",
 ]
 
@@ -96,7 +98,11 @@ class MqttSettings:
         return self.protocol == "5"
 
     @classmethod
-    def from_mapping(cls, table: dict[str, Any], *, where: str = "mqtt") -> MqttSettings:
+    def from_mapping(cls, table: dict[str, Any], *, where: str = "mqtt",
+                     base: Path | None = None) -> MqttSettings:
+        """Settings from a TOML table. ``password_file`` (instead of ``password``) names a
+        file, mode 0600, whose first line is the broker password, so the config itself holds
+        no secret. Relative file paths are taken from ``base`` (the config's directory)."""
         def get(key: str, typ: type, default: Any) -> Any:
             value = table.get(key, default)
             if value is not None and not isinstance(value, typ):
@@ -107,7 +113,10 @@ class MqttSettings:
 
         def path(key: str) -> Path | None:
             value = get(key, str, None)
-            return Path(value) if value else None
+            if not value:
+                return None
+            p = Path(value)
+            return base / p if base is not None and not p.is_absolute() else p
 
         port = get("port", int, 1883)
         if not 0 < port < 65536:
@@ -118,20 +127,56 @@ class MqttSettings:
                 f"[{where}].protocol {protocol!r} is not supported; use \"5\" (default, "
                 f"shared subscriptions) or \"3.1.1\" (brokers without MQTT v5, e.g. amqtt)"
             )
+        password = get("password", str, None)
+        password_file = path("password_file")
+        if password_file is not None:
+            if password is not None:
+                raise MqttConfigError(
+                    f"[{where}] has both password and password_file; keep only "
+                    f"password_file = \"{password_file}\" (the file holds the password)"
+                )
+            password = read_password_file(password_file, where=f"[{where}].password_file")
+        cert, key = path("tls_cert"), path("tls_key")
+        if (cert is None) != (key is None):
+            raise MqttConfigError(
+                f"[{where}] client certificates need both tls_cert and tls_key "
+                f"(got only {'tls_cert' if cert else 'tls_key'})"
+            )
         return cls(
             host=get("host", str, "127.0.0.1"),
             port=port,
             username=get("username", str, None),
-            password=get("password", str, None),
+            password=password,
             tls=get("tls", bool, False),
             tls_ca=path("tls_ca"),
-            tls_cert=path("tls_cert"),
-            tls_key=path("tls_key"),
+            tls_cert=cert,
+            tls_key=key,
             keepalive=get("keepalive", int, 30),
             protocol=protocol,
             reconnect_min_s=get("reconnect_min_s", int, RECONNECT_MIN_S),
             reconnect_max_s=get("reconnect_max_s", int, RECONNECT_MAX_S),
         )
+
+
+def read_password_file(path: Path, *, where: str = "password_file") -> str:
+    """The first line of a broker password file, which only its owner may read."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise MqttConfigError(
+                f"{where}: {path} has mode {mode:04o}, readable by others; run "
+                f"'chmod 600 {path}' (and change the broker password if others could read it)"
+            )
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise MqttConfigError(
+            f"{where}: cannot read {path} ({exc.strerror}); write the broker password into "
+            f"it (one line, mode 0600)"
+        ) from None
+    password = text.splitlines()[0] if text.strip() else ""
+    if not password:
+        raise MqttConfigError(f"{where}: {path} is empty; write the broker password into it")
+    return password
 
 
 def make_client(settings: MqttSettings, client_id: str, *,

@@ -1,23 +1,23 @@
-"""Security on the sync path: broker ACLs (the shipped config/mosquitto/acl), wrong keys,
+"""Security on the sync path: broker accounts (the shipped config/mosquitto/, more in
+test_broker_hardening.py and test_broker_tls.py), wrong keys,
 forged entries, another site's topic, malformed payloads — refused, alarmed, ingest goes on."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from central.broker_accounts import gate_client_id
 from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.outbox import Outbox
 from edge_agent.sync.protocol import LedgerBatch, topic
 from ledger.keys import SignerKey
 from ledger.store import LedgerStore
+from tests.central.shipped_broker import ShippedBroker
 from tests.central.sync_helpers import (
-    REPO,
     alarm_codes,
     audit_central,
     central_count,
@@ -28,23 +28,14 @@ from tests.central.sync_helpers import (
     unique,
     wait_until,
 )
-from tests.support.broker import Mosquitto
-
-ACL = REPO / "config" / "mosquitto" / "acl"
 
 
-def _passwd(path: Path, users: dict[str, str]) -> None:
-    for i, (user, pw) in enumerate(users.items()):
-        args = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [str(path), user, pw]
-        subprocess.run(args, check=True, capture_output=True)
-    path.chmod(0o600)
-
-
-def _publish_rc(settings: MqttSettings, topic_name: str, payload: bytes) -> int:
+def _publish_rc(settings: MqttSettings, topic_name: str, payload: bytes,
+                client_id: str | None = None) -> int:
     """Publish QoS 1 and return the PUBACK reason code value (MQTT 5)."""
     done = threading.Event()
     codes: list[int] = []
-    client = make_client(settings, unique("pub"))
+    client = make_client(settings, client_id or unique("pub"))
 
     def on_publish(c: mqtt.Client, u: Any, mid: int, rc: Any, props: Any) -> None:
         codes.append(rc.value)
@@ -62,10 +53,10 @@ def _publish_rc(settings: MqttSettings, topic_name: str, payload: bytes) -> int:
     return codes[0]
 
 
-def _connect_rc(settings: MqttSettings) -> int:
+def _connect_rc(settings: MqttSettings, client_id: str | None = None) -> int:
     done = threading.Event()
     codes: list[int] = []
-    client = make_client(settings, unique("conn"))
+    client = make_client(settings, client_id or unique("conn"))
 
     def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any) -> None:
         codes.append(rc.value)
@@ -82,31 +73,28 @@ def _connect_rc(settings: MqttSettings) -> int:
     return codes[0]
 
 
-def test_broker_acl_confines_each_site_to_its_own_topics(
-    pg_url: str, mosquitto: Callable[..., Mosquitto], tmp_path: Path
-) -> None:
+def test_broker_acl_confines_each_site_to_its_own_topics(pg_url: str, tmp_path: Path) -> None:
     a = make_gate(pg_url, tmp_path, "mine")
     b = make_gate(pg_url, tmp_path, "mine")
-    pw = tmp_path / "passwd"
-    _passwd(pw, {"central": "c-secret", a.site: "a-secret", b.site: "b-secret"})
-    broker = mosquitto(f"allow_anonymous false\npassword_file {pw}\nacl_file {ACL}\n")
-    central = broker.settings("central", "c-secret")
-    as_a = broker.settings(a.site, "a-secret")
+    broker = ShippedBroker(tmp_path / "broker", "c-secret",
+                           {a.site: "a-secret", b.site: "b-secret"}).start()
+    central = broker.plain("central", "c-secret")
+    as_a = broker.tls(a.site, "a-secret")
     worker = start_worker(pg_url, central, "ingest", tmp_path)
     try:
         with a.open() as sa:
             entries = sa.append_batch([("weighing", tare_body(a.site, i)) for i in range(3)])
         batch = LedgerBatch(b.site, 0, tuple(entries)).encode()
         # site A publishing on site B's topic: refused by the broker (0x87 not authorised)
-        assert _publish_rc(as_a, topic(b.site, "ledger"), batch) == 0x87
+        assert _publish_rc(as_a, topic(b.site, "ledger"), batch,
+                           gate_client_id(a.site)) == 0x87
         # wrong password: refused at connect (Mosquitto 2.0 answers 0x87 not authorised;
         # 0x86 bad user name or password is the other spec-conformant answer)
-        assert _connect_rc(broker.settings(a.site, "nope")) in (0x86, 0x87)
-        assert _connect_rc(broker.settings(a.site, "a-secret")) == 0
+        assert _connect_rc(broker.tls(a.site, "nope")) in (0x86, 0x87)
+        assert _connect_rc(broker.tls(a.site, "a-secret"), gate_client_id(a.site)) == 0
         # site A on its own topic, with its own credentials, through the outbox: stored
         store = a.open()
-        box = Outbox(store, a.site, as_a, signer=a.key, poll_interval=0.05,
-                     client_id=unique("edge"))
+        box = Outbox(store, a.site, as_a, signer=a.key, poll_interval=0.05)
         box.start()
         try:
             wait_until(lambda: box.acked_seq == 2, 30, "site A acked")
@@ -117,6 +105,7 @@ def test_broker_acl_confines_each_site_to_its_own_topics(
         assert central_count(pg_url, b.site) == 0
     finally:
         worker.halt()
+        broker.stop()
 
 
 def test_gate_with_wrong_key_is_refused_and_alarmed(
