@@ -58,10 +58,14 @@ def _ticket_text(text: str) -> str:
     return sys.stdin.read().strip("\r\n") if text == "-" else text
 
 
-def load_trust(path: Path, root: str | None) -> tuple[TrustList, bool]:
+def load_trust(path: Path, root: str | None, *,
+               insecure_any_root: bool = False) -> tuple[TrustList, bool]:
     """Read ``--trust FILE``: a signed trust list, or one issuer verifier key.
 
-    Returns the list and whether its signature was checked against ``root``.
+    Returns the list and whether its signature was checked against ``root``. A signed list
+    without ``root`` is refused: anyone can sign a list, so only the bureau's root makes it
+    mean something. ``insecure_any_root`` accepts it anyway, with a loud warning (tests). One
+    issuer verifier key given directly is its own anchor (the caller chose that key).
     """
     try:
         text = path.read_text("utf-8")
@@ -74,6 +78,18 @@ def load_trust(path: Path, root: str | None) -> tuple[TrustList, bool]:
             return TrustList.single(VerifierKey.from_text(text.strip())), False
         if root is not None:
             return TrustList.open(text, [read_verifier(root)]), True
+        if not insecure_any_root:
+            raise _fail(
+                f"{path} is a signed trust list, and without --root nobody checks who signed "
+                "it: anyone can write one that makes a forged ticket VALID. Give the bureau's "
+                "trust-root verifier key: --root bureau-root.pub (key text or file). Only for "
+                "tests: --insecure-any-root.\n"
+                "错误：信任列表须用 --root（主管部门信任根公钥）校验签名，否则任何人都可伪造。"
+            )
+        typer.echo(
+            "WARNING: --insecure-any-root: the trust list's signature is NOT checked; anyone "
+            "could have written it, so a VALID verdict proves nothing about who issued the "
+            "ticket.\n警告：未校验信任列表签名，结论不能证明票据真实。", err=True)
         body, _ = parse_note(text)
         return TrustList.from_text(body), False
     except LedgerError as exc:
@@ -87,6 +103,11 @@ def verify(
     root: Annotated[
         str | None, typer.Option(help="Trust-root verifier key (text or file) for --trust.")
     ] = None,
+    insecure_any_root: Annotated[
+        bool, typer.Option("--insecure-any-root",
+                           help="Accept a trust list without checking who signed it (testing "
+                                "only: anyone can write such a list).")
+    ] = False,
     now: Annotated[
         str | None, typer.Option(help="Check validity at this UTC time (default: now).")
     ] = None,
@@ -99,7 +120,7 @@ def verify(
     Example: coalgate ticket verify 'CT1:6BF...' --trust trust.note --root bureau.pub
     """
     text = _ticket_text(ticket)
-    trust_list, checked = load_trust(trust, root)
+    trust_list, checked = load_trust(trust, root, insecure_any_root=insecure_any_root)
     at = _time(now, "--now")
     decoded: Ticket | None = None
     reason, detail = "ok", ""
@@ -125,7 +146,7 @@ def verify(
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         if not checked:
-            typer.echo("warning: trust list signature NOT checked (give --root)", err=True)
+            typer.echo("WARNING: trust list signature NOT checked (give --root)", err=True)
         if decoded is not None:
             labels = {
                 "ticket_id": "票号 ticket", "issuer": "签发单位 issuer", "site": "站点 site",
@@ -278,7 +299,7 @@ def trust_cmd(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"{exc.filename}: {exc.strerror}") from None
-    out.write_text(note, "utf-8")
+    out.write_text(note, "utf-8")  # public: gates and anyone verifying tickets read it
     typer.echo(f"wrote {out}: serial {current.serial}, {len(current.keys)} key(s), "
                f"issued {format_time(current.issued)}")
 
