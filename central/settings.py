@@ -95,6 +95,22 @@ class TicketsSection(_Section):
                     "check verifies its cosignature; leave it out where [witness] key_file is "
                     "readable (the verifier is derived from it)",
     )
+    issuer_key_dir: Path | None = Field(
+        default=None,
+        description="the directory (mode 0700, owned by the central's user) holding the "
+                    "issuer signing keys, one 0600 file per key, e.g. issuer_key_dir = "
+                    "\"/var/lib/coalgate/issuer-keys\"; default var/central/issuer-keys",
+    )
+    issuer_key_passphrase_file: Path | None = Field(
+        default=None,
+        description="a file (mode 0600) whose first line is the passphrase that encrypts the "
+                    "issuer key files; leave it out for plain 0600 key files",
+    )
+    issuer_key_passphrase_env: str | None = Field(
+        default=None,
+        description="the name of an environment variable holding that passphrase instead, "
+                    "e.g. issuer_key_passphrase_env = \"COALGATE_ISSUER_KEY_PASSPHRASE\"",
+    )
     default_validity_h: int = Field(
         default=48, ge=1,
         description="hours a ticket is valid when issued without valid_to: a whole number "
@@ -117,7 +133,8 @@ class TicketsSection(_Section):
 # Tables whose refusals also name the fix (from each field's description).
 _FIXED_SECTIONS: dict[str, type[BaseModel]] = {"tickets": TicketsSection}
 # [tickets] keys holding file paths: relative ones are taken from the config file's directory.
-_TICKET_FILES = ("root_key_file", "witness_verifier_file")
+_TICKET_FILES = ("root_key_file", "witness_verifier_file", "issuer_key_dir",
+                 "issuer_key_passphrase_file")
 
 
 class Settings(BaseModel):

@@ -28,6 +28,7 @@ from central.tickets.errors import (
     TicketStateError,
     TrustRootMissingError,
 )
+from central.tickets.keystore import IssuerKeyStoreError
 from central.tickets.settings import TicketSettings
 
 __all__ = ["router", "ticket_settings", "TicketSettingsDep"]
@@ -63,6 +64,7 @@ def _http(exc: CentralTicketError) -> HTTPException:
         NoIssuerKeyError: status.HTTP_409_CONFLICT,
         SiteNotAllowedError: status.HTTP_403_FORBIDDEN,
         TrustRootMissingError: status.HTTP_503_SERVICE_UNAVAILABLE,
+        IssuerKeyStoreError: status.HTTP_503_SERVICE_UNAVAILABLE,
     }.get(type(exc), status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, QuotaRefusedError):
         return HTTPException(code, {"message": str(exc), "quota": exc.status})
@@ -153,7 +155,8 @@ def issue_ticket(body: IssueIn, request: Request, conn: Conn, user: Issuer,
     try:
         rec = service.issue(conn, req, who=user.name, now=now,
                             default_validity=settings.default_validity,
-                            max_validity_days=settings.max_validity_days)
+                            max_validity_days=settings.max_validity_days,
+                            issuer_keys=settings.issuer_keys)
     except CentralTicketError as exc:
         raise _http(exc) from None
     return _out(rec, settings, request, now)
@@ -203,7 +206,8 @@ def create_key(body: IssuerKeyIn, conn: Conn, user: Bureau,
     try:
         row = issuers.create_issuer_key(conn, body.enterprise, settings.root_key,
                                         now=settings.now(),
-                                        max_validity_days=settings.max_validity_days)
+                                        max_validity_days=settings.max_validity_days,
+                                        store=settings.issuer_keys)
     except CentralTicketError as exc:
         raise _http(exc) from None
     return row.to_json()

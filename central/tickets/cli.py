@@ -72,7 +72,8 @@ def issuer_key(enterprise: Annotated[str, typer.Argument(help="Enterprise id (ti
         ts = TicketSettings.from_config(load_settings(config), source=config)
         with db.connect(_url(config)) as conn:
             row = issuers.create_issuer_key(conn, enterprise, ts.root_key, now=ts.now(),
-                                            max_validity_days=ts.max_validity_days)
+                                            max_validity_days=ts.max_validity_days,
+                                            store=ts.issuer_keys)
     except (SettingsError, CentralTicketError, LedgerError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"{row.kid} {row.verifier_key}")

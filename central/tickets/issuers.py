@@ -23,6 +23,7 @@ from central.tickets.errors import (
     TicketInputError,
     TrustRootMissingError,
 )
+from central.tickets.keystore import IssuerKeyStore, default_store
 from ledger.keys import SignerKey, VerifierKey
 from ledger.trust import IssuerKey, TrustList
 
@@ -87,14 +88,19 @@ def list_issuer_keys(
 
 def create_issuer_key(
     conn: psycopg.Connection[Any], enterprise: str, root: SignerKey | None, *, now: datetime,
-    max_validity_days: int = 31,
+    max_validity_days: int = 31, store: IssuerKeyStore | None = None,
 ) -> IssuerKeyRow:
     """A new issuer key for ``enterprise``, covering tickets issued from ``now``; its current
-    key (if any) is retired at ``now``. Publishes the new trust list."""
+    key (if any) is retired at ``now``. Publishes the new trust list.
+
+    The private key goes to ``store`` (default: central.tickets.keystore.default_store()),
+    written before the row exists, so no row ever names a key that was not kept; the database
+    keeps only its public half."""
     check_enterprise_id(enterprise)
     if root is None:
         raise _no_root()
     signer = SignerKey.generate(enterprise)
+    (store or default_store()).put(signer.key_id.hex(), signer)
     now = now.astimezone(UTC).replace(microsecond=0)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ticket_issuer_keys'))")
@@ -111,10 +117,9 @@ def create_issuer_key(
             (start, enterprise, start),
         )
         conn.execute(
-            "INSERT INTO ticket_issuer_keys (kid, enterprise, verifier_key, signer_key,"
-            " not_before) VALUES (%s, %s, %s, %s, %s)",
-            (signer.key_id.hex(), enterprise, signer.verifier.to_text(), signer.to_text(),
-             start),
+            "INSERT INTO ticket_issuer_keys (kid, enterprise, verifier_key, not_before)"
+            " VALUES (%s, %s, %s, %s)",
+            (signer.key_id.hex(), enterprise, signer.verifier.to_text(), start),
         )
         publish_trust_list(conn, root, now=now, max_validity_days=max_validity_days)
     return IssuerKeyRow(signer.key_id.hex(), enterprise, signer.verifier.to_text(), start,
@@ -144,11 +149,15 @@ def remove_issuer_key(
 
 
 def active_signer(
-    conn: psycopg.Connection[Any], enterprise: str, *, now: datetime
+    conn: psycopg.Connection[Any], enterprise: str, *, now: datetime,
+    store: IssuerKeyStore | None = None,
 ) -> SignerKey:
-    """The enterprise's key that covers tickets issued at ``now``."""
+    """The enterprise's key that covers tickets issued at ``now``, read from ``store``. A key
+    still in the database (before migration 016) is moved into the store first."""
+    store = store or default_store()
     row = conn.execute(
-        "SELECT signer_key FROM ticket_issuer_keys WHERE enterprise = %s AND removed_at IS NULL"
+        "SELECT kid, signer_key FROM ticket_issuer_keys WHERE enterprise = %s"
+        " AND removed_at IS NULL"
         " AND not_before <= %s AND (not_after IS NULL OR not_after > %s)"
         " ORDER BY not_before DESC LIMIT 1",
         (enterprise, now, now),
@@ -159,7 +168,12 @@ def active_signer(
             "signed; the energy bureau creates one with POST /api/v1/tickets/issuer-keys "
             f'{{"enterprise": "{enterprise}"}}'
         )
-    return SignerKey.from_text(row[0])
+    kid, legacy = row
+    if legacy is not None:
+        from central.tickets.keystore import move_db_keys_to_store
+
+        move_db_keys_to_store(conn, store)
+    return store.get(kid)
 
 
 def build_trust_list(

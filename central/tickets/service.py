@@ -26,6 +26,7 @@ from central.tickets.errors import (
     TicketStateError,
 )
 from central.tickets.issuers import active_signer, check_enterprise_id
+from central.tickets.keystore import IssuerKeyStore
 from central.tickets.rules import QuotaPolicy, QuotaStatus, decide_issuance
 from central.tickets.sites import check_issuing_site
 from ledger.ticket import CHINA_OFFSET, Ticket, default_quota_period, issue_ticket
@@ -290,8 +291,10 @@ def issue(
     now: datetime,
     default_validity: timedelta = timedelta(hours=48),
     max_validity_days: int = 31,
+    issuer_keys: IssuerKeyStore | None = None,
 ) -> TicketRecord:
-    """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota."""
+    """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota.
+    ``issuer_keys``: where the signing keys are ([tickets] issuer_key_dir)."""
     check_enterprise_id(req.enterprise)
     now = now.astimezone(UTC).replace(microsecond=0)
     # req.site is the loading site (the mine) the ticket names; any gate serving it accepts it.
@@ -322,7 +325,7 @@ def issue(
             decision = decide_issuance(quota.policy, quota.status, req.planned_net_kg)
             if not decision.allowed:
                 raise QuotaRefusedError(decision.message, quota.to_json())
-        signer = active_signer(conn, req.enterprise, now=now)
+        signer = active_signer(conn, req.enterprise, now=now, store=issuer_keys)
         ticket_id = _next_ticket_id(conn, now)
         try:
             ticket = Ticket(

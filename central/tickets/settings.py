@@ -8,12 +8,21 @@ one source: ``TicketSettings.from_config`` reads the key files it names.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from central.settings import Settings, SettingsError
+from central.settings import Settings, SettingsError, TicketsSection
+from central.tickets.keystore import (
+    EncryptedFileKeyStore,
+    FileKeyStore,
+    IssuerKeyStore,
+    IssuerKeyStoreError,
+    default_store,
+)
+from edge_agent.sync.mqtt import MqttConfigError, read_password_file
 from ledger.errors import KeyPermissionError, LedgerError
 from ledger.keys import SignerKey, VerifierKey, read_signer_file, read_verifier
 
@@ -24,6 +33,29 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _issuer_store(section: TicketsSection, where: str) -> IssuerKeyStore:
+    directory = section.issuer_key_dir or default_store().directory
+    if section.issuer_key_passphrase_file is None and section.issuer_key_passphrase_env is None:
+        return FileKeyStore(directory)
+    if section.issuer_key_passphrase_file is not None:
+        try:
+            phrase = read_password_file(section.issuer_key_passphrase_file,
+                                        where=f"{where}: tickets.issuer_key_passphrase_file")
+        except MqttConfigError as exc:
+            raise SettingsError(str(exc).replace("broker password", "issuer key passphrase")
+                                ) from None
+    else:
+        name = section.issuer_key_passphrase_env or ""
+        phrase = os.environ.get(name, "")
+        if not phrase:
+            raise SettingsError(f"{where}: tickets.issuer_key_passphrase_env: the environment "
+                                f"variable {name} is not set; export the passphrase in it")
+    try:
+        return EncryptedFileKeyStore(directory, phrase.encode())
+    except IssuerKeyStoreError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class TicketSettings:
     root_key: SignerKey | None = None
@@ -31,6 +63,8 @@ class TicketSettings:
     default_validity: timedelta = timedelta(hours=48)
     max_validity_days: int = 31  # written into the trust list; gates refuse longer tickets
     witness: VerifierKey | None = None
+    # Where issuer private keys live (never the database): central.tickets.keystore.
+    issuer_keys: IssuerKeyStore = field(default_factory=default_store, compare=False)
     clock: Callable[[], datetime] = field(default=_now, compare=False)
 
     @classmethod
@@ -78,6 +112,7 @@ class TicketSettings:
                     "witness_verifier_file to a file with the witness's verifier key"
                 ) from None
         return cls(
+            issuer_keys=_issuer_store(section, where),
             root_key=root,
             public_url=section.public_url.rstrip("/"),
             default_validity=timedelta(hours=section.default_validity_h),

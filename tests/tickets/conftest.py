@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,3 +63,19 @@ def trust(issuer_key: SignerKey) -> TrustList:
 @pytest.fixture(scope="session")
 def ticket_text(issuer_key: SignerKey) -> str:
     return issue_ticket(typical_ticket(), issuer_key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _issuer_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Issuer keys made by library calls without an explicit store go to a throwaway
+    directory (central.tickets.keystore.default_store), not the checkout's var/."""
+    from central.tickets.keystore import KEY_DIR_ENV
+
+    path = tmp_path_factory.mktemp("issuer-keys")
+    old = os.environ.get(KEY_DIR_ENV)
+    os.environ[KEY_DIR_ENV] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(KEY_DIR_ENV, None)
+    else:
+        os.environ[KEY_DIR_ENV] = old
