@@ -90,3 +90,20 @@ def mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     yield factory
     for m in started:
         m.stop()
+
+
+def shipped_accounts(workdir: Path, users: dict[str, str]) -> str:
+    """Mosquitto config lines for the shipped accounts (config/mosquitto/: dynamic-security
+    plugin, one role and one bound client id ``edge-<site>`` per site) for ``users`` — the
+    ``central`` entry and one per site — to pass as a private Mosquitto's ``extra_conf``."""
+    from central.broker_accounts import CENTRAL_USER, dynsec_document, write_dynsec
+
+    plugin = next((line.split(None, 1)[1] for line in
+                   (Path(__file__).resolve().parents[2] / "config" / "mosquitto"
+                    / "mosquitto.conf").read_text().splitlines()
+                   if line.startswith("plugin ")), None)
+    assert plugin, "config/mosquitto/mosquitto.conf names no plugin"
+    sites = {u: pw for u, pw in users.items() if u != CENTRAL_USER}
+    path = write_dynsec(workdir / "dynamic-security.json",
+                        dynsec_document(users[CENTRAL_USER], sites))
+    return f"allow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {path}\n"

@@ -2,13 +2,12 @@
 distribution to every gate of a mine, each on its own topic under the per-gate broker ACL.
 
 Real PostgreSQL (throwaway databases), the real ingest handler, the real API app and CLI, and a
-private Mosquitto with the shipped config/mosquitto/acl.
+private Mosquitto with the shipped config/mosquitto/ accounts.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from central.broker_accounts import gate_client_id
 from central.cli import app as central_cli
 from central.tickets import issuers, service
 from central.tickets.distribution import TicketPublisher
@@ -30,7 +30,7 @@ from central.tickets.sites import check_loading_site, gates_of
 from edge_agent.sync.mqtt import MqttSettings, make_client
 from edge_agent.sync.protocol import topic
 from ledger.keys import SignerKey
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, shipped_accounts
 from tests.tickets.central_support import (
     ENT_A,
     ENT_B,
@@ -43,7 +43,6 @@ from tests.tickets.central_support import (
 )
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
-ACL = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "acl"
 MINE = "S61082101"  # the mine: gate 1's id, and the loading site of gates 1 and 2
 GATE2 = "S61082101-2"
 OTHER = "S61082109"  # another weighbridge of ENT_A, enrolled as its own loading site
@@ -206,7 +205,7 @@ class Listener:
         self.granted: list[int] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = make_client(settings, f"edge-{site}-{uuid.uuid4().hex[:6]}")
+        self.client = make_client(settings, gate_client_id(site))
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -245,14 +244,8 @@ def _wait(cond: Any, what: str, timeout: float = 15) -> None:
 def test_both_gates_of_a_mine_get_a_revocation_on_their_own_topics(
     pg_url: str, tmp_path: Path
 ) -> None:
-    passwd = tmp_path / "passwd"
     users = {"central": "c-pw", MINE: "g1-pw", GATE2: "g2-pw", OTHER: "g3-pw"}
-    for i, (user, pw) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd),
-                        user, pw], check=True, capture_output=True)
-    passwd.chmod(0o600)
-    broker = Mosquitto(tmp_path / "broker",
-                       f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n")
+    broker = Mosquitto(tmp_path / "broker", shipped_accounts(tmp_path, users))
     broker.start()
     listeners: list[Listener] = []
     try:

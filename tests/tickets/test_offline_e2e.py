@@ -1,7 +1,7 @@
 """Issue 7, must hold "Offline", end to end with real parts.
 
 Real Mosquitto (private, on a free port, so the test can stop it, with the shipped per-site ACL
-config/mosquitto/acl and a password per gate), real PostgreSQL (throwaway database), the real
+config/mosquitto/ accounts and a password per gate), real PostgreSQL (throwaway database), the real
 central ingest worker and ticket publisher, and two gates built from the components the agent
 runtime wires together: ``LedgerStore`` + ``Outbox`` (persistent MQTT session, ticket deltas
 applied by the outbox thread) + ``GateTicketVerifier``.
@@ -16,7 +16,6 @@ refuses a second use itself, and a gate of another loading site refuses it as ``
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import uuid
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import psycopg
 
 from central.api.schemas import SiteIn
+from central.broker_accounts import gate_client_id
 from central.sites import enrol_site
 from central.tickets import issuers, service
 from central.tickets.distribution import TicketPublisher
@@ -37,11 +37,10 @@ from ledger.keys import SignerKey
 from ledger.store import LedgerStore
 from ledger.ticket import issue_ticket, parse_ticket
 from tests.central.sync_helpers import start_worker, wait_until
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, shipped_accounts
 from tests.tickets.central_support import ENT_A
 
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
-ACL = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "acl"
 SITE = "S61082101"
 SITE2 = "S61082101-2"
 PLATE = "陕K8A3B2"
@@ -64,7 +63,7 @@ class GateUnderTest:
             self.store, site, settings, signer=self.signer, batch_size=50, ack_timeout=3,
             poll_interval=0.05, checkpoint_interval=3600, heartbeat_interval=3600,
             on_tickets=self._on_tickets, session_expiry_s=GATE_SESSION_EXPIRY_S,
-            client_id=f"edge-{site}-{uuid.uuid4().hex[:6]}",
+            client_id=gate_client_id(site),
         )
         self.loading_site = ticket_site
         self.n = 0
@@ -143,14 +142,8 @@ def _issue(conn: psycopg.Connection[Any], *, now: datetime, hours: float = 48) -
 def test_gates_verify_offline_and_the_central_flags_the_ticket_used_at_both(
     pg_url: str, tmp_path: Path
 ) -> None:
-    passwd = tmp_path / "passwd"
     users = {"central": "c-secret", SITE: "g1-secret", SITE2: "g2-secret"}
-    for i, (user, pw) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd),
-                        user, pw], check=True, capture_output=True)
-    passwd.chmod(0o600)
-    broker = Mosquitto(tmp_path / "broker",
-                       f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n")
+    broker = Mosquitto(tmp_path / "broker", shipped_accounts(tmp_path, users))
     broker.start()
     settings = broker.settings("central", users["central"])
     gate1 = GateUnderTest(SITE, SITE, tmp_path, broker.settings(SITE, users[SITE]))
