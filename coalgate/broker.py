@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import warnings
 from collections.abc import Mapping, Sequence
@@ -109,10 +108,9 @@ class EmbeddedBroker:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "broker.passwd"
         lines = [f"{user}:{hasher.hash(pw)}" for user, pw in sorted(self._users.items())]
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        return path
+        from ledger.private_file import write_private
+
+        return write_private(path, "\n".join(lines) + "\n")
 
     async def stop(self) -> None:
         if self._broker is None:

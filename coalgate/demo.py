@@ -45,6 +45,7 @@ from coalgate.demo_plan import (
     site_plans,
 )
 from coalgate.supervise import Child, ChildFailed
+from ledger.private_file import write_private
 
 __all__ = ["app", "DemoOptions", "run_demo"]
 
@@ -118,8 +119,10 @@ class TicketDesk:
     One database connection, used by one driver at a time (issuing takes a few ms).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, issuer_keys: Any = None) -> None:
         import threading
+
+        self._issuer_keys = issuer_keys  # central.tickets.keystore store (the demo's dir)
 
         from central.db import connect
 
@@ -137,7 +140,8 @@ class TicketDesk:
             buyer_name="府谷县鑫源兰炭有限公司",
         )
         with self._lock:
-            return issue(self._conn, req, who="演示销售科 demo sales office", now=now).qr
+            return issue(self._conn, req, who="演示销售科 demo sales office", now=now,
+                         issuer_keys=self._issuer_keys).qr
 
     def close(self) -> None:
         self._conn.close()
@@ -259,13 +263,11 @@ def _signer(path: Path, name: str) -> Any:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    write_private(path, text if text.endswith("\n") else text + "\n")
 
 
-def _issuer_keys(url: str, plans: list[SitePlan], root: Any) -> tuple[int, str]:
+def _issuer_keys(url: str, plans: list[SitePlan], root: Any,
+                 store: Any = None) -> tuple[int, str]:
     """An issuer key per enterprise (created once); the bureau-signed trust list naming them."""
     from central.db import connect
     from central.tickets.issuers import (
@@ -280,7 +282,7 @@ def _issuer_keys(url: str, plans: list[SitePlan], root: Any) -> tuple[int, str]:
             keys = [k for k in list_issuer_keys(conn, enterprise)
                     if k.removed_at is None and k.not_after is None]
             if not keys:
-                create_issuer_key(conn, enterprise, root, now=now)
+                create_issuer_key(conn, enterprise, root, now=now, store=store)
         trust = current_trust_list(conn)
     if trust is None:
         raise DemoError("the central published no e-ticket trust list; see central/tickets")
@@ -352,11 +354,11 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: Ticke
                             f"see {gate.sim.log_path}")
         await asyncio.sleep(0.1)
     endpoints = json.loads(ep.read_text(encoding="utf-8"))
-    (gate.dir / "site.toml").write_text(site_config_toml(
+    _write_private(gate.dir / "site.toml", site_config_toml(
         gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=MQTT_PROTOCOL,
         mqtt_password_file=str(gate.dir / "mqtt.password"), trust_roots=gate.trust_roots,
-    ), encoding="utf-8")
+    ))
     gate.edge.start()
     await _wait_http(gate.console + "/api/state", gate.edge, 60,
                      f"gate agent of {gate.plan.site_id}")
@@ -467,10 +469,14 @@ async def run_demo(opts: DemoOptions) -> int:
         say("电子煤管票：签发密钥与信任列表 / e-tickets: issuer keys and the trust list …")
         root_file = data / "keys" / "bureau-root.key"
         root = _signer(root_file, "bureau-root")
-        trust_serial, trust_note = await asyncio.to_thread(_issuer_keys, db_url, plans, root)
-        desk = ticket_desk = TicketDesk(db_url)
+        from central.tickets.keystore import FileKeyStore
 
-        # Per-site broker logins and the ACL of config/mosquitto/acl: a gate may publish only
+        issuer_store = FileKeyStore(central_dir / "issuer-keys")  # [tickets] issuer_key_dir
+        trust_serial, trust_note = await asyncio.to_thread(_issuer_keys, db_url, plans, root,
+                                                           issuer_store)
+        desk = ticket_desk = TicketDesk(db_url, issuer_store)
+
+        # Per-site broker logins and the ACL of config/mosquitto/: a gate may publish only
         # under its own topic. Fresh passwords on every run.
         passwords = {p.site_id: secrets.token_urlsafe(18) for p in plans}
         passwords["central"] = secrets.token_urlsafe(18)
@@ -486,11 +492,14 @@ async def run_demo(opts: DemoOptions) -> int:
         say(f"MQTT 代理 broker (amqtt, MQTT {MQTT_PROTOCOL}) at {broker.url}")
 
         api_port = opts.port or _free_port()
-        (central_dir / "central.toml").write_text(central_config_toml(
+        # No secret in central.toml: the broker password sits in its own 0600 file.
+        _write_private(central_dir / "mqtt.password", passwords["central"])
+        _write_private(central_dir / "central.toml", central_config_toml(
             database_url=db_url, data_dir=str(central_dir), mqtt_host=opts.host,
             mqtt_port=broker.port, api_port=api_port, mqtt_protocol=MQTT_PROTOCOL,
-            mqtt_password=passwords["central"], root_key_file=str(root_file),
-        ), encoding="utf-8")
+            mqtt_password_file=str(central_dir / "mqtt.password"),
+            root_key_file=str(root_file), issuer_key_dir=str(issuer_store.directory),
+        ))
         cfg = str(central_dir / "central.toml")
         logs = data / "logs"
         ingest = Child("central ingest", [*_coalgate(), "central", "ingest", "-c", cfg],

@@ -266,14 +266,27 @@ def central_config_toml(
     api_port: int,
     mqtt_protocol: str = "3.1.1",
     mqtt_password: str | None = None,
+    mqtt_password_file: str | None = None,
     root_key_file: str | None = None,
+    issuer_key_dir: str | None = None,
 ) -> str:
-    """The central's config (config/central.example.toml) for the demo's embedded services."""
-    login = (f'username = "central"\npassword = {json.dumps(mqtt_password)}\n'
-             if mqtt_password else "")
+    """The central's config (config/central.example.toml) for the demo's embedded services.
+    ``mqtt_password_file`` keeps the broker password out of the file (the demo's way);
+    ``mqtt_password`` writes it inline (then write the file 0600, as the demo does anyway)."""
+    if mqtt_password_file:
+        login = f'username = "central"\npassword_file = {json.dumps(mqtt_password_file)}\n'
+    elif mqtt_password:
+        login = f'username = "central"\npassword = {json.dumps(mqtt_password)}\n'
+    else:
+        login = ""
     # The bureau's trust-root key: with it `central serve` rotates issuer keys via the API.
-    tickets = (f"\n[tickets]\nroot_key_file = {json.dumps(root_key_file)}\n"
-               if root_key_file else "")
+    tickets = ""
+    if root_key_file or issuer_key_dir:
+        tickets = "\n[tickets]\n"
+        if root_key_file:
+            tickets += f"root_key_file = {json.dumps(root_key_file)}\n"
+        if issuer_key_dir:  # issuer signing keys: 0600 files here, never in the database
+            tickets += f"issuer_key_dir = {json.dumps(issuer_key_dir)}\n"
     return f"""# Written by `coalgate demo`; the production form is config/central.example.toml.
 timezone = "Asia/Shanghai"
 

@@ -211,19 +211,15 @@ class SignerKey:
 
 def write_signer_file(path: str | os.PathLike[str], key: SignerKey) -> None:
     """Create ``path`` with mode 0600 holding the signer key; never overwrite an existing file."""
+    from ledger.private_file import write_private
+
     p = Path(path)
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(p, key.to_text() + "\n", overwrite=False)
     except FileExistsError as exc:
         raise KeyPermissionError(
             f"{p}: already exists; refusing to overwrite a key file (choose another --out path)"
         ) from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask may have removed bits, never added; be explicit anyway
-        os.write(fd, (key.to_text() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_signer_file(path: str | os.PathLike[str]) -> SignerKey:
