@@ -82,6 +82,18 @@ class Replay:
     weighings: list[tuple[int, str, dict[str, Any], str]]  # (seq, hash hex, body, ts), recent
 
 
+def vehicle_book(cfg: SiteConfig) -> VehicleBook:
+    """The registered vehicles (车辆备案) of the config, keyed by the normalised plate the
+    readers report (config.Vehicle normalises it)."""
+    book = VehicleBook()
+    for v in cfg.vehicles:
+        if v.axles is not None:
+            book.axles[v.plate] = v.axles
+        if v.tare_kg is not None:
+            book.registered_tares[v.plate] = v.tare_kg
+    return book
+
+
 def replay_ledger(store: Any, book: VehicleBook) -> Replay:
     """Fold every entry into ``book``; find the last transaction left open by a power cut."""
     txns: dict[str, dict[str, Any]] = {}
@@ -147,13 +159,7 @@ class Agent:
                 f"ledger {self.cfg.site.ledger} fails verification: {report}; keep the file for "
                 f"the auditor and start a new ledger only with the bureau's approval"
             )
-        book = VehicleBook()
-        for v in self.cfg.vehicles:
-            if v.axles is not None:
-                book.axles[v.plate] = v.axles
-            if v.tare_kg is not None:
-                book.registered_tares[v.plate] = v.tare_kg
-        rp = replay_ledger(self.store, book)
+        rp = replay_ledger(self.store, vehicle_book(self.cfg))
         for seq, h, body, ts in rp.weighings:
             self._note_txn(body, seq, h, ts[11:19])
         self.verifier = self._make_verifier()
@@ -464,4 +470,5 @@ def run_agent(cfg: SiteConfig, *, console_port: int | None = None) -> None:
     asyncio.run(main())
 
 
-__all__ = ["Agent", "Log", "OperatorRefused", "RuntimeError_", "replay_ledger", "run_agent"]
+__all__ = ["Agent", "Log", "OperatorRefused", "RuntimeError_", "replay_ledger", "run_agent",
+           "vehicle_book"]
