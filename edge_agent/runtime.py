@@ -82,6 +82,20 @@ class Replay:
     weighings: list[tuple[int, str, dict[str, Any], str]]  # (seq, hash hex, body, ts), recent
 
 
+def _rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    t = time.gmtime(ms // 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ms % 1000:03d}Z"
+
+
+def gate_situation_of(status: dict[str, Any]) -> dict[str, Any]:
+    """GateController.gate_status() as the heartbeat's ``gate`` object (docs/protocol.md)."""
+    return {"state": status["state"],
+            "last_weighing_ts": _rfc3339(status["last_weighing_ms"]),
+            "waiting_since": _rfc3339(status["waiting_since_ms"])}
+
+
 def vehicle_book(cfg: SiteConfig) -> VehicleBook:
     """The registered vehicles (车辆备案) of the config, keyed by the normalised plate the
     readers report (config.Vehicle normalises it)."""
@@ -165,6 +179,8 @@ class Agent:
         self.verifier = self._make_verifier()
         self.ctrl = GateController(self.cfg.gate_policy(), book=rp.book, verifier=self.verifier,
                                    recovered=rp.recovered)
+        if rp.weighings:  # the heartbeat's last weighing survives a restart
+            self.ctrl.last_weighing_ms = ts_ms(rp.weighings[-1][3])
         self.log("ledger verified", size=rp.size,
                  recovered_txn=rp.recovered.txn if rp.recovered else None)
         self.scale: StreamScale | ModbusScale = make_scale(self.cfg.scale, self.emit)
@@ -184,6 +200,8 @@ class Agent:
         self.plate_worker: Any = None
         self.console_port: int | None = None
         self._lock = asyncio.Lock()
+        # What the status heartbeat says about the gate (swapped whole; the outbox reads it).
+        self.gate_situation: dict[str, Any] = gate_situation_of(self.ctrl.gate_status())
 
     def _make_verifier(self) -> Any:
         try:
@@ -302,6 +320,7 @@ class Agent:
                         self._maybe_read_plate()
                 if actions:
                     await self._execute(actions)
+                self.gate_situation = gate_situation_of(self.ctrl.gate_status())
             now = time.monotonic()
             if actions or now - last_live > 0.25:
                 last_live = now
@@ -386,7 +405,8 @@ class Agent:
         # deltas the central publishes while this gate is offline.
         self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer,
                              on_tickets=self._apply_ticket_delta,
-                             session_expiry_s=GATE_SESSION_EXPIRY_S)
+                             session_expiry_s=GATE_SESSION_EXPIRY_S,
+                             gate_status=lambda: self.gate_situation)
         self.outbox.start()
         self.log("outbox started", host=m.host, port=m.port, protocol=m.protocol, tls=m.tls)
 

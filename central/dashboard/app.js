@@ -291,7 +291,11 @@
       const st = s.status;
       return el("tr", { class: st.online ? "up" : "down", "data-site": s.id },
         el("td", {}, siteNames.get(s.id)),
-        el("td", {}, el("span", { class: `dot ${st.online ? "on" : "off"}` }), st.online ? t("yes") : t("no")),
+        // A stalled gate (its heartbeat: a truck waits, nothing weighed) is not a green 在线.
+        st.online && st.stalled_min != null
+          ? el("td", { class: "stalled" }, el("span", { class: "dot off" }),
+            t("stalled").replace("{n}", `${st.stalled_min}`))
+          : el("td", {}, el("span", { class: `dot ${st.online ? "on" : "off"}` }), st.online ? t("yes") : t("no")),
         el("td", {}, fmtTime(st.last_seen)),
         el("td", { class: "num" }, st.verified_seq >= 0 ? `#${st.verified_seq}` : "—"),
         el("td", { class: "num" }, st.checkpoint_size ? `${st.checkpoint_size}` : "—"),
