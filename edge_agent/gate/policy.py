@@ -52,7 +52,7 @@ class GatePolicy:
     empty_close_ms: int = 2_000
     # An uncommanded barrier-up is answered at once with "down", repeated after these delays
     # (the last one repeating) until the feedback says down.
-    forced_retry_ms: tuple[int, ...] = (300, 600, 1200, 2500)
+    forced_retry_ms: tuple[int, ...] = (100, 200, 400, 800, 1600, 2500)
     device_timeout_ms: int = 3_000  # no scale sample this long -> scale offline
     utc_offset_h: int = 8  # transaction ids use the site's local date
 
