@@ -17,7 +17,15 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from central.rules import AlarmDraft, SiteLiveness, is_offline, offline_alarms
+from central.rules import (
+    AlarmDraft,
+    GateView,
+    SiteLiveness,
+    is_offline,
+    offline_alarms,
+    stalled_alarms,
+    stalled_for,
+)
 from central.settings import RuleSettings
 
 __all__ = [
@@ -204,4 +212,24 @@ def sweep_offline(conn: psycopg.Connection[Any], now: datetime, rules: RuleSetti
                 " WHERE code = 'site_offline' AND state <> 'resolved' AND site = ANY(%s)",
                 (now, back),
             )
+        new += _sweep_stalled(cur, now, rules, {v.site for v in views if v.site not in back})
+    return new
+
+
+def _sweep_stalled(cur: psycopg.Cursor[Any], now: datetime, rules: RuleSettings,
+                   offline: set[str]) -> int:
+    """gate_stalled from each online site's status heartbeat; resolved once the gate moves."""
+    cur.execute("SELECT site, online, last_status FROM site_state")
+    views = [GateView(site=r[0], online=bool(r[1]) and r[0] not in offline,
+                      gate=(r[2] or {}).get("gate") if isinstance(r[2], dict) else None)
+             for r in cur.fetchall()]
+    new = raise_alarms(cur, stalled_alarms(views, now, rules), raised_at=now)
+    moving = [v.site for v in views if stalled_for(v, now, rules) is None]
+    if moving:
+        cur.execute(
+            "UPDATE alarms SET state = 'resolved', resolved_by = 'central',"
+            " resolved_at = %s, note = 'gate weighing again'"
+            " WHERE code = 'gate_stalled' AND state <> 'resolved' AND site = ANY(%s)",
+            (now, moving),
+        )
     return new

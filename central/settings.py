@@ -59,6 +59,8 @@ class ApiSettings(_Section):
 class RuleSettings(_Section):
     # A site with no status or entry for this long is offline.
     offline_after_s: int = Field(default=300, gt=0)
+    # A gate whose heartbeat says a truck has waited this long with no weighing is stalled.
+    gate_stalled_after_s: int = Field(default=600, gt=0)
     # An entry stamped this far ahead of its arrival, or this far behind the previous entry,
     # means the gate's clock is wrong.
     clock_skew_s: int = Field(default=120, gt=0)

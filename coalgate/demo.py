@@ -236,6 +236,8 @@ async def _watch_gate(gate: Gate, http: Any) -> None:
     if st.get("state") != "held" or not txn or txn in gate.released:
         return
     first = gate.held_since.setdefault(txn, time.monotonic())
+    if not st.get("weighed"):
+        return  # only a held truck with a recorded weighing may be released by hand (issue 12)
     decision = st.get("decision") or {}
     if "overload" in (decision.get("reasons") or []):
         return  # the gate never releases an overloaded truck; it must unload

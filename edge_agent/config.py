@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.gate.policy import DEFAULT_AXLE_LIMITS_KG, GatePolicy
 from ledger.errors import LedgerError
@@ -277,6 +284,21 @@ class Vehicle(_Strict):
     axles: Annotated[int, Field(ge=2, le=12)] | None = None
     tare_kg: Annotated[int, Field(ge=500, le=60000)] | None = None  # registered tare (备案)
 
+    @field_validator("plate")
+    @classmethod
+    def _normalised(cls, v: str) -> str:
+        """Stored as the reader reports it (issue 12: ``陕K·7X215`` as written on the plate never
+        matched the read ``陕K7X215``, so the 6-axle truck got the 2-axle limit)."""
+        from edge_agent.plates.grammar import normalise_plate
+
+        plate = normalise_plate(v)
+        if plate is None:
+            raise ValueError(
+                f"{v!r} is not a valid Chinese plate: write the province character, the office "
+                f"letter and 5 letters or digits (6 on new-energy plates; no I or O), e.g. "
+                f"陕K7X215 — separators, spaces, lowercase and full-width characters are fine")
+        return plate
+
 
 class ConsoleSection(_Strict):
     host: str = "127.0.0.1"
@@ -334,6 +356,17 @@ class SiteConfig(_Strict):
     vehicles: list[Vehicle] = []
     console: ConsoleSection = ConsoleSection()
     mqtt: MqttSection | None = None
+
+    @model_validator(mode="after")
+    def _one_entry_per_plate(self) -> SiteConfig:
+        seen: dict[str, int] = {}
+        for i, v in enumerate(self.vehicles):
+            if v.plate in seen:
+                raise ValueError(
+                    f"vehicles[{i}] and vehicles[{seen[v.plate]}] are both {v.plate} once "
+                    f"normalised; keep one [[vehicles]] entry per plate")
+            seen[v.plate] = i
+        return self
 
     def gate_policy(self) -> GatePolicy:
         p = self.policy

@@ -82,6 +82,32 @@ class Replay:
     weighings: list[tuple[int, str, dict[str, Any], str]]  # (seq, hash hex, body, ts), recent
 
 
+def _rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    t = time.gmtime(ms // 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ms % 1000:03d}Z"
+
+
+def gate_situation_of(status: dict[str, Any]) -> dict[str, Any]:
+    """GateController.gate_status() as the heartbeat's ``gate`` object (docs/protocol.md)."""
+    return {"state": status["state"],
+            "last_weighing_ts": _rfc3339(status["last_weighing_ms"]),
+            "waiting_since": _rfc3339(status["waiting_since_ms"])}
+
+
+def vehicle_book(cfg: SiteConfig) -> VehicleBook:
+    """The registered vehicles (车辆备案) of the config, keyed by the normalised plate the
+    readers report (config.Vehicle normalises it)."""
+    book = VehicleBook()
+    for v in cfg.vehicles:
+        if v.axles is not None:
+            book.axles[v.plate] = v.axles
+        if v.tare_kg is not None:
+            book.registered_tares[v.plate] = v.tare_kg
+    return book
+
+
 def replay_ledger(store: Any, book: VehicleBook) -> Replay:
     """Fold every entry into ``book``; find the last transaction left open by a power cut."""
     txns: dict[str, dict[str, Any]] = {}
@@ -147,18 +173,14 @@ class Agent:
                 f"ledger {self.cfg.site.ledger} fails verification: {report}; keep the file for "
                 f"the auditor and start a new ledger only with the bureau's approval"
             )
-        book = VehicleBook()
-        for v in self.cfg.vehicles:
-            if v.axles is not None:
-                book.axles[v.plate] = v.axles
-            if v.tare_kg is not None:
-                book.registered_tares[v.plate] = v.tare_kg
-        rp = replay_ledger(self.store, book)
+        rp = replay_ledger(self.store, vehicle_book(self.cfg))
         for seq, h, body, ts in rp.weighings:
             self._note_txn(body, seq, h, ts[11:19])
         self.verifier = self._make_verifier()
         self.ctrl = GateController(self.cfg.gate_policy(), book=rp.book, verifier=self.verifier,
                                    recovered=rp.recovered)
+        if rp.weighings:  # the heartbeat's last weighing survives a restart
+            self.ctrl.last_weighing_ms = ts_ms(rp.weighings[-1][3])
         self.log("ledger verified", size=rp.size,
                  recovered_txn=rp.recovered.txn if rp.recovered else None)
         self.scale: StreamScale | ModbusScale = make_scale(self.cfg.scale, self.emit)
@@ -178,6 +200,8 @@ class Agent:
         self.plate_worker: Any = None
         self.console_port: int | None = None
         self._lock = asyncio.Lock()
+        # What the status heartbeat says about the gate (swapped whole; the outbox reads it).
+        self.gate_situation: dict[str, Any] = gate_situation_of(self.ctrl.gate_status())
 
     def _make_verifier(self) -> Any:
         try:
@@ -296,6 +320,7 @@ class Agent:
                         self._maybe_read_plate()
                 if actions:
                     await self._execute(actions)
+                self.gate_situation = gate_situation_of(self.ctrl.gate_status())
             now = time.monotonic()
             if actions or now - last_live > 0.25:
                 last_live = now
@@ -380,7 +405,8 @@ class Agent:
         # deltas the central publishes while this gate is offline.
         self.outbox = Outbox(self.store, self.cfg.site.id, settings, signer=self.signer,
                              on_tickets=self._apply_ticket_delta,
-                             session_expiry_s=GATE_SESSION_EXPIRY_S)
+                             session_expiry_s=GATE_SESSION_EXPIRY_S,
+                             gate_status=lambda: self.gate_situation)
         self.outbox.start()
         self.log("outbox started", host=m.host, port=m.port, protocol=m.protocol, tls=m.tls)
 
@@ -464,4 +490,5 @@ def run_agent(cfg: SiteConfig, *, console_port: int | None = None) -> None:
     asyncio.run(main())
 
 
-__all__ = ["Agent", "Log", "OperatorRefused", "RuntimeError_", "replay_ledger", "run_agent"]
+__all__ = ["Agent", "Log", "OperatorRefused", "RuntimeError_", "replay_ledger", "run_agent",
+           "vehicle_book"]

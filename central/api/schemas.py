@@ -69,6 +69,11 @@ class SiteStatusOut(BaseModel):
     verified_seq: int = Field(description="highest contiguous seq verified and stored (-1: none)")
     checkpoint_size: int | None = Field(description="size of the latest cosigned checkpoint")
     open_alarms: int
+    gate_state: str | None = Field(default=None, description="the gate's phase, from its "
+                                   "status heartbeat (idle, held, released, …)")
+    stalled_min: int | None = Field(default=None, description="minutes without a weighing "
+                                    "while a truck waits at the gate, once past the "
+                                    "gate_stalled threshold; null when the gate is moving")
 
 
 class SiteOut(BaseModel):

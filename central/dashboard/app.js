@@ -111,6 +111,7 @@
     if (d.result) parts.push(d.result);
     if (d.message) parts.push(d.message);
     if (d.silent_s !== undefined) parts.push(`${Math.round(d.silent_s / 60)} min`);
+    if (d.waiting_since) parts.push(`${t("waiting_since")} ${fmtTime(d.waiting_since)}`);
     if (a.txn) parts.push(a.txn);
     if (a.seq !== null && a.seq !== undefined) parts.push(`${t("seq")} ${a.seq}`);
     return parts.join(" · ");
@@ -251,6 +252,9 @@
 
   // A schematic map: sites placed by latitude/longitude within their own bounding box (no map
   // tiles, which would need the internet), green online, red offline.
+  const isStalled = (st) => st.online && st.stalled_min != null;
+  const stalledText = (st) => t("stalled").replace("{n}", `${st.stalled_min}`);
+
   function drawMap(sites) {
     const svg = $("map");
     const placed = sites.filter((s) => s.lat !== null && s.lon !== null);
@@ -272,10 +276,11 @@
     svg.replaceChildren(node("rect", { x: 0, y: 0, width: 600, height: 220, class: "map-bg" }));
     for (const s of placed) {
       const on = s.status.online;
-      const g = node("g", { class: `map-site ${on ? "on" : "off"}`, "data-site": s.id });
+      const stalled = isStalled(s.status);
+      const g = node("g", { class: `map-site ${stalled ? "stalled" : on ? "on" : "off"}`, "data-site": s.id });
       g.append(node("circle", { cx: x(s.lon), cy: y(s.lat), r: s.status.open_alarms ? 9 : 6 }));
       g.append(node("text", { x: x(s.lon) + 11, y: y(s.lat) + 4 }, s.name || s.id));
-      g.append(node("title", {}, `${siteNames.get(s.id)} · ${on ? t("yes") : t("no")}`));
+      g.append(node("title", {}, `${siteNames.get(s.id)} · ${stalled ? stalledText(s.status) : on ? t("yes") : t("no")}`));
       svg.append(g);
     }
   }
@@ -289,9 +294,13 @@
       siteNames.set(s.id, s.name ? `${s.name}（${s.id}）` : s.id);
       select.append(el("option", { value: s.id }, siteNames.get(s.id)));
       const st = s.status;
-      return el("tr", { class: st.online ? "up" : "down", "data-site": s.id },
+      // A stalled gate (its heartbeat: a truck waits, nothing weighed) is not a green 在线.
+      const stalled = isStalled(st);
+      return el("tr", { class: stalled ? "stalled" : st.online ? "up" : "down", "data-site": s.id },
         el("td", {}, siteNames.get(s.id)),
-        el("td", {}, el("span", { class: `dot ${st.online ? "on" : "off"}` }), st.online ? t("yes") : t("no")),
+        stalled
+          ? el("td", { class: "stalled" }, el("span", { class: "dot stalled" }), stalledText(st))
+          : el("td", {}, el("span", { class: `dot ${st.online ? "on" : "off"}` }), st.online ? t("yes") : t("no")),
         el("td", {}, fmtTime(st.last_seen)),
         el("td", { class: "num" }, st.verified_seq >= 0 ? `#${st.verified_seq}` : "—"),
         el("td", { class: "num" }, st.checkpoint_size ? `${st.checkpoint_size}` : "—"),

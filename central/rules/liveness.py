@@ -1,15 +1,20 @@
-"""site_offline: a site with no status, heartbeat or entry for longer than the configured time."""
+"""site_offline: a site with no status, heartbeat or entry for longer than the configured time.
+gate_stalled: a site that is online, but whose gate (by its status heartbeat) has had a truck
+waiting with no weighing for longer than the configured time (issue 12: a stuck gate kept
+its site green 在线)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from central.rules.model import AlarmDraft
 from central.settings import RuleSettings
 
-__all__ = ["SiteLiveness", "offline_alarms", "is_offline"]
+__all__ = ["GateView", "SiteLiveness", "is_offline", "offline_alarms", "stalled_alarms",
+           "stalled_for"]
 
 
 @dataclass(frozen=True)
@@ -51,4 +56,58 @@ def offline_alarms(
                 },
             )
         )
+    return drafts
+
+
+@dataclass(frozen=True)
+class GateView:
+    site: str
+    online: bool  # reported online and heard from recently (is_offline is the other alarm)
+    gate: dict[str, Any] | None  # the heartbeat's ``gate`` object, as stored
+
+
+def _ts(v: Any) -> datetime | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def stalled_for(view: GateView, now: datetime, rules: RuleSettings) -> timedelta | None:
+    """How long the gate has gone without weighing while a truck waits, once that is past
+    ``gate_stalled_after_s``; None when it is not stalled (or says nothing about itself)."""
+    g = view.gate
+    if not view.online or not isinstance(g, dict):
+        return None
+    waiting = _ts(g.get("waiting_since"))
+    if waiting is None:
+        return None
+    last = _ts(g.get("last_weighing_ts"))
+    since = max(waiting, last) if last is not None else waiting
+    quiet = now - since
+    return quiet if quiet > timedelta(seconds=rules.gate_stalled_after_s) else None
+
+
+def stalled_alarms(
+    views: Iterable[GateView], now: datetime, rules: RuleSettings
+) -> list[AlarmDraft]:
+    """One gate_stalled draft per stalled gate; the dedup key names the wait, so one wait
+    raises one alarm however often the sweep runs."""
+    drafts = []
+    for view in views:
+        quiet = stalled_for(view, now, rules)
+        if quiet is None:
+            continue
+        g = view.gate or {}
+        drafts.append(AlarmDraft(
+            site=view.site, code="gate_stalled", severity="critical",
+            dedup_key=f"gate_stalled:{g.get('waiting_since')}",
+            detail={"source": "central", "gate_state": g.get("state"),
+                    "waiting_since": g.get("waiting_since"),
+                    "last_weighing_ts": g.get("last_weighing_ts"),
+                    "minutes": int(quiet.total_seconds() // 60)},
+        ))
     return drafts

@@ -35,7 +35,15 @@ from edge_agent.gate.overrides import OperatorRefused, on_operator
 from edge_agent.gate.passage import on_inputs
 from edge_agent.gate.platform import on_weight
 from edge_agent.gate.state import GateState, TicketVerifier
-from edge_agent.gate.txn import HELD, IDENTIFY, ON_PLATFORM, RELEASED, RecoveredTxn
+from edge_agent.gate.txn import (
+    HELD,
+    IDENTIFY,
+    IDLE,
+    ON_PLATFORM,
+    RECOVERING,
+    RELEASED,
+    RecoveredTxn,
+)
 
 __all__ = ["GateController", "OperatorRefused", "RecoveredTxn", "TicketVerifier"]
 
@@ -70,6 +78,7 @@ class GateController(GateState):
         elif isinstance(event, Tick):
             pass
         self._on_time(now_ms, out)
+        self._on_clock(now_ms, out)
         out += self.changed_signals()
         return out
 
@@ -98,7 +107,16 @@ class GateController(GateState):
             "flags": list(t.flags) if t else [],
             "decision": self.last_decision,
             "offline": sorted(self.offline),
+            "weighed": bool(t and t.weighing is not None),
+            "lane_open": self.lane_open_until_ms is not None,
+            "barrier_forced": self.forced_down is not None,
         }
+
+    def gate_status(self) -> dict[str, Any]:
+        """The gate's situation for the ``status`` heartbeat (docs/protocol.md): its phase,
+        when it last recorded a weighing and since when a truck waits at it (ms, UTC)."""
+        return {"state": self.state, "last_weighing_ms": self.last_weighing_ms,
+                "waiting_since_ms": self.waiting_since_ms}
 
     def _plate_prompt(self) -> bool:
         """The console asks the operator for the plate: a truck stands with no credible plate
@@ -168,3 +186,55 @@ class GateController(GateState):
         if self.state == RELEASED and self.barrier_cmd_up and t.released and not t.passages:
             if now_ms - (t.started_ms) > p.release_timeout_ms + p.identify_timeout_ms * 4:
                 self.command_barrier(False, "timeout", out)
+
+    def _on_clock(self, now_ms: int, out: list[Action]) -> None:
+        """The fail-closed timers that run whatever the phase: a forced barrier is commanded
+        down again until the feedback agrees, an opened lane closes, and a transaction whose
+        truck is gone (platform empty) is closed so the gate always comes back to idle."""
+        p = self.policy
+        if self.forced_down is not None and not self.barrier_cmd_up:
+            at, n = self.forced_down
+            if now_ms >= at:
+                out.append(Barrier(up=False))  # repeat the command; the entry was written once
+                delay = p.forced_retry_ms[min(n + 1, len(p.forced_retry_ms) - 1)]
+                self.forced_down = (now_ms + delay, n + 1)
+        if self.lane_open_until_ms is not None and now_ms >= self.lane_open_until_ms:
+            self.command_barrier(False, "open_lane", out)
+        self._close_when_empty(now_ms, out)
+        self._track_waiting(now_ms)
+
+    def _close_when_empty(self, now_ms: int, out: list[Action]) -> None:
+        """Invariant: the gate never stays in a transaction with an empty platform. The stuck
+        gate of issue 12 (weight_jump while driving off, the next truck already waiting in the
+        entry beam so the held transaction was never abandoned, then released by hand) sat at
+        已放行 / 0 kg for good and ignored every truck after it."""
+        io = self.io
+        empty = (
+            self.txn is not None and self.state not in (IDLE, RECOVERING)
+            and self.weight is not None and self.stab.at_zero(self.weight)
+            and "scale" not in self.offline and not io.ir_exit
+        )  # the entry beam may be blocked: by the next truck, waiting off the scale
+        if not empty:
+            self.empty_since_ms = None
+            return
+        if self.empty_since_ms is None:
+            self.empty_since_ms = now_ms
+        quiet = now_ms - self.empty_since_ms
+        # The exit loop still occupied: the truck may stand under the arm; wait longer.
+        bound = self.policy.empty_close_ms if not io.loop_exit else self.policy.release_timeout_ms
+        if quiet < bound:
+            return
+        t = self.txn
+        assert t is not None
+        if self.barrier_cmd_up:
+            self.command_barrier(False, "platform_empty", out)
+        self.empty_since_ms = None
+        self.finish()
+
+    def _track_waiting(self, now_ms: int) -> None:
+        """Since when a truck has been at the gate without its passage completing (status)."""
+        busy = self.txn is not None and self.state not in (IDLE, RECOVERING)
+        if not busy:
+            self.waiting_since_ms = None
+        elif self.waiting_since_ms is None:
+            self.waiting_since_ms = now_ms

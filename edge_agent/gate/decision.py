@@ -132,6 +132,7 @@ def decide_now(g: GateState, now_ms: int, out: list[Action], force: bool = False
             (r.snapshot_sha256 for r in t.plates if r.snapshot_sha256), None),
     }
     t.weighing = body
+    g.last_weighing_ms = now_ms
     out.append(Record("weighing", body, ref=f"weighing:{t.id}"))
     g.last_decision = {"txn": t.id, "decision": body["decision"], "reasons": reasons,
                        "pass": kind, "weight_kg": t.stable_kg, "net_kg": body["net_kg"]}

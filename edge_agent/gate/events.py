@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-OperatorAction = Literal["manual_plate", "manual_barrier_up", "void"]
+OperatorAction = Literal["manual_plate", "manual_barrier_up", "void", "open_lane"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Operator:
     reason: str
     plate: str | None = None
     txn: str | None = None
+    role: str = "operator"  # the authenticated account's role: operator | supervisor
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,17 @@ def on_inputs(g: GateState, ev: Inputs, now_ms: int, out: list[Action]) -> None:
     if "io" in g.offline:
         g.offline.discard("io")
         out.append(Record("device", {"device": "io", "state": "online", "detail": {}}))
-    # Barrier moving without a command: forced (冲卡) or tampered.
-    if not g.barrier_cmd_up and old.barrier_down and not ev.barrier_down:
-        g.alarm("barrier_forced", out, {"feedback": "down_lost"}, txn=g.ref_txn())
+    # Barrier moving without a command: forced (冲卡) or tampered. Fail closed: command it
+    # down at once, and again (``GateState.forced_down``, driven by the clock) until the
+    # feedback agrees.
+    raised = (old.barrier_down and not ev.barrier_down) or (ev.barrier_up and not old.barrier_up)
+    if not g.barrier_cmd_up and raised:
+        if g.forced_down is None:
+            g.alarm("barrier_forced", out, {"feedback": "down_lost"}, txn=g.ref_txn())
+            g.command_barrier(False, "forced", out, txn=g.ref_txn())
+            g.forced_down = (now_ms + g.policy.forced_retry_ms[0], 0)
+    if g.forced_down is not None and ev.barrier_down and not ev.barrier_up:
+        g.forced_down = None  # the feedback agrees: down
     t = g.txn
     if t is not None and old.loop_entry and not ev.loop_entry:
         t.left_entry_loop = True
@@ -53,7 +61,14 @@ def on_inputs(g: GateState, ev: Inputs, now_ms: int, out: list[Action]) -> None:
     if t is not None and g.state == LEAVING and old.ir_exit and not ev.ir_exit:
         t.exit_cleared = True
     if ev.loop_exit and not old.loop_exit:
-        passage(g, now_ms, out)
+        if t is None and g.lane_open_until_ms is not None:
+            # Through the lane a supervisor opened, with nothing on the scale: recorded (the
+            # open_lane override and its alarm stand for it) and the lane closes behind it.
+            out.append(Record("passage", {"txn": None, "direction": "exit", "released": False,
+                                          "open_lane": True}))
+            g.command_barrier(False, "open_lane", out)
+        else:
+            passage(g, now_ms, out)
     if g.state == RELEASED and (ev.ir_exit or ev.loop_exit):
         g.state = LEAVING
     if g.state == LEAVING and not ev.loop_exit and old.loop_exit:

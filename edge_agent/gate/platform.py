@@ -41,6 +41,10 @@ def on_weight(g: GateState, ev: WeightSample, now_ms: int, out: list[Action]) ->
         return
     if g.state == IDLE:
         if w >= p.min_vehicle_kg:
+            if g.lane_open_until_ms is not None:
+                # A vehicle on the scale while the lane stands open: close it, so it is
+                # weighed like any truck (or recorded as an escape if it drives on out).
+                g.command_barrier(False, "open_lane", out)
             g.begin(now_ms)
             g.state = ENTERING
             g.zero_alarm = False
@@ -101,6 +105,10 @@ def on_weight(g: GateState, ev: WeightSample, now_ms: int, out: list[Action]) ->
             t.identify_ms = now_ms
             try_decide(g, now_ms, out)
         return
+    if g.state == RELEASED and (g.io.ir_exit or g.io.loop_exit):
+        # Released (perhaps by hand) while the exit sensors were already active: no edge will
+        # come to say it is leaving, the weight does.
+        g.state = LEAVING
     if g.state in (IDENTIFY, HELD, RELEASED):
         _watch_standing(g, t, w, now_ms, out)
         return
@@ -149,6 +157,7 @@ def _blocked_but_stable(g: GateState, t: Txn, kg: int, now_ms: int, out: list[Ac
     if g.io.ir_entry and (regained or queued):
         if "second_vehicle" not in t.flags:
             t.flags.append("second_vehicle")
+            t.alone_kg = t.clear_weight if t.beams_clear_once else None
         g.alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
         # No weighing of two trucks at once: hold until one backs off or the operator acts.
         g.state = HELD
@@ -171,15 +180,23 @@ def _watch_standing(g: GateState, t: Txn, w: int, now_ms: int, out: list[Action]
         _abandon(g, now_ms, out)
         return
     if t.stable_kg is None:
-        if g.state == HELD and t.weighing is None and beams_clear and set(t.flags) <= {
-            "not_fully_on_platform"
+        alone = t.alone_kg is None or w <= t.alone_kg + p.jump_kg
+        if g.state == HELD and t.weighing is None and beams_clear and alone and set(t.flags) <= {
+            "not_fully_on_platform", "second_vehicle"
         }:
-            g.state = ON_PLATFORM  # pulled fully on after all: weigh it now
+            # Pulled fully on, or the vehicle behind backed off: weigh this truck now. The
+            # flag stays, so the weighing is held for the operator to look at.
+            g.state = ON_PLATFORM
             t.on_platform_ms = now_ms
             t.beams_clear_once = True
             g.stab.reset()
         return
     leaving = g.state == RELEASED and (g.io.ir_exit or g.io.loop_exit)
+    if g.state == RELEASED and t.overridden and g.stab.at_zero(w) and not leaving:
+        # The truck released by hand is off the scale: close, so the next one is weighed.
+        g.command_barrier(False, "platform_empty", out)
+        g.finish()
+        return
     if leaving or (g.state == RELEASED and t.overridden):
         return
     if g.io.ir_entry and w - t.stable_kg > p.second_vehicle_kg:
@@ -198,6 +215,15 @@ def _hold_late(
     assert t is not None
     if code not in t.flags:
         t.flags.append(code)
+    leaving = g.io.ir_exit or g.io.loop_exit or (g.weight or 0) < g.policy.min_vehicle_kg
+    if leaving and t.weighing is None:
+        # The truck is driving off (through a forced barrier, say) before it was weighed: no
+        # weighing is written for a truck that has left; the exit loop or the empty platform
+        # records the escape.
+        if "left_unweighed" not in t.flags:
+            t.flags.append("left_unweighed")
+        g.state = HELD
+        return
     g.alarm(code, out, detail)
     if g.state == RELEASED and not t.passages:
         # Fail closed: the release was for the weight we saw, not this one.

@@ -44,6 +44,15 @@ class GatePolicy:
     await_reader: bool = False
     confirm_ms: int = 0  # extra stable time before deciding (jammer guard)
     release_timeout_ms: int = 120_000  # barrier up but no exit within this -> down
+    # A supervisor's open_lane closes again after this long (or as soon as a vehicle comes on
+    # the platform or passes the exit loop).
+    open_lane_ms: int = 60_000
+    # Platform empty (at zero, both beams and the exit loop clear) this long: whatever the
+    # transaction's phase, the truck is gone; the gate closes it and waits for the next one.
+    empty_close_ms: int = 2_000
+    # An uncommanded barrier-up is answered at once with "down", repeated after these delays
+    # (the last one repeating) until the feedback says down.
+    forced_retry_ms: tuple[int, ...] = (100, 200, 400, 800, 1600, 2500)
     device_timeout_ms: int = 3_000  # no scale sample this long -> scale offline
     utc_offset_h: int = 8  # transaction ids use the site's local date
 

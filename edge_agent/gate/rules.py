@@ -20,6 +20,7 @@ SEVERITY: dict[str, str] = {
     "overload": "critical",
     "tare_out_of_band": "critical",
     "barrier_forced": "critical",
+    "lane_opened_by_hand": "warning",  # a supervisor's open_lane (recorded override)
     "escape": "critical",
     "device_offline": "warning",
     "zero_drift": "warning",

@@ -68,6 +68,12 @@ class GateState:
         self.signals = Signals(red=False, green=False, horn=False)
         self.zero_alarm = False
         self.last_decision: dict[str, Any] | None = None
+        self.lane_open_until_ms: int | None = None  # a supervisor's open_lane, until then
+        # An uncommanded barrier-up being answered: (next "down" at, retries so far).
+        self.forced_down: tuple[int, int] | None = None
+        self.empty_since_ms: int | None = None  # platform empty while a transaction is open
+        self.last_weighing_ms: int | None = None  # for the status heartbeat
+        self.waiting_since_ms: int | None = None  # a truck at the gate, passage not completed
 
     def day(self, now_ms: int) -> str:
         offset = timedelta(hours=self.policy.utc_offset_h)
@@ -145,6 +151,9 @@ class GateState:
                                       "cause": cause}))
         out.append(Barrier(up=up))
         self.barrier_cmd_up = up
+        if up:
+            self.forced_down = None
+        self.lane_open_until_ms = None  # any command ends an open lane (open_lane resets it)
 
     def changed_signals(self) -> list[Action]:
         """The traffic light and horn, when they differ from what was last sent."""

@@ -57,6 +57,7 @@ class Txn:
     left_entry_loop: bool = False  # this truck has driven off the entry loop
     next_arrival_ms: int | None = None  # another vehicle reached the entry loop at this time
     reader_done: bool = False  # the gate's own reader reported for this truck
+    alone_kg: int | None = None  # its weight before a second vehicle came on behind it
 
     @property
     def plate(self) -> PlateRead | None:

@@ -45,10 +45,12 @@ _NEW_ENERGY_LARGE = re.compile(f"{_P}{_L}[0-9]{{5}}{_NE}")
 _EMBASSY = re.compile("使[0-9]{6}")
 
 # Separators and look-alikes an OCR or a human typist produces; mapped before matching.
-_SEPARATORS = re.compile(r"[\s·•・.\-_—–]+")
-_FULLWIDTH = {chr(0xFF10 + i): str(i) for i in range(10)} | {
-    chr(0xFF21 + i): chr(0x41 + i) for i in range(26)
-}
+_SEPARATORS = re.compile(r"[\s·•・.\-_—–．－･]+")
+_FULLWIDTH = (
+    {chr(0xFF10 + i): str(i) for i in range(10)}
+    | {chr(0xFF21 + i): chr(0x41 + i) for i in range(26)}
+    | {chr(0xFF41 + i): chr(0x41 + i) for i in range(26)}  # full-width lowercase
+)
 
 
 def _clean(text: str) -> str:

@@ -102,6 +102,7 @@ class Outbox:
         client_id: str | None = None,
         session_expiry_s: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate_status: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -123,6 +124,10 @@ class Outbox:
         self._heartbeat_interval = heartbeat_interval
         self._on_tickets = on_tickets
         self._clock = clock
+        # The gate's situation for the heartbeat (protocol.gate_situation); called from the
+        # outbox thread, so it must only read a value the gate loop swaps in whole.
+        self._gate_status = gate_status
+        self._gate_sent: dict[str, Any] | None = None
         self._events: queue.Queue[_Event] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -283,7 +288,8 @@ class Outbox:
             if not self._connected.is_set():
                 continue
             now = self._clock()
-            if now - last_heartbeat >= self._heartbeat_interval:
+            changed = self._gate_status is not None and self._gate_now() != self._gate_sent
+            if changed or now - last_heartbeat >= self._heartbeat_interval:
                 self._publish_online(store)
                 last_heartbeat = now
             if inflight_end is not None and now - sent_at > self._ack_timeout:
@@ -318,10 +324,21 @@ class Outbox:
                                      CheckpointMessage(self.site_id, note).encode(), qos=1)
                 checkpoint_sent_size, last_checkpoint = size, now
 
+    def _gate_now(self) -> dict[str, Any] | None:
+        if self._gate_status is None:
+            return None
+        try:
+            return self._gate_status()
+        except Exception:  # the heartbeat must go out even if the gate's view is unreadable
+            log.exception("site %s: gate status unavailable", self.site_id)
+            return None
+
     def _publish_online(self, store: OutboxStore) -> None:
+        gate = self._gate_now()
+        self._gate_sent = gate
         self._client.publish(
             topic(self.site_id, "status"),
-            Status("online", _now(), self.acked_seq, store.size).encode(),
+            Status("online", _now(), self.acked_seq, store.size, gate).encode(),
             qos=1, retain=True,
         )
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ledger.entry import SignedEntry
 from ledger.errors import EntryError
 
 __all__ = [
+    "gate_situation",
     "PROTOCOL_VERSION",
     "TOPIC_ROOT",
     "ProtocolError",
@@ -176,14 +178,47 @@ class CheckpointMessage:
         return cls(_str(obj, "site", what), _str(obj, "note", what))
 
 
+STATUS_MAX_BYTES = 2048
+GATE_STATES = ("idle", "entering", "on_platform", "identify", "held", "released", "leaving",
+               "recovering")
+
+
+def _rfc3339(v: Any) -> str | None:
+    """A short RFC 3339 UTC time string, or None (the heartbeat is decoded tolerantly)."""
+    if not isinstance(v, str) or len(v) > 40:
+        return None
+    try:
+        parsed = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return v if parsed.tzinfo is not None else None
+
+
+def gate_situation(obj: Any) -> dict[str, Any] | None:
+    """The ``gate`` object of a status heartbeat, bounded and typed: ``state`` (one of
+    :data:`GATE_STATES`), ``last_weighing_ts`` and ``waiting_since`` (RFC 3339 or null).
+    Anything else — unknown keys, wrong types, long strings — is dropped, never an error:
+    a newer or odd gate must not stop its status from being stored."""
+    if not isinstance(obj, dict):
+        return None
+    state = obj.get("state")
+    return {
+        "state": state if state in GATE_STATES else None,
+        "last_weighing_ts": _rfc3339(obj.get("last_weighing_ts")),
+        "waiting_since": _rfc3339(obj.get("waiting_since")),
+    }
+
+
 @dataclass(frozen=True)
 class Status:
-    """Edge → central on ``status`` (retained; the last will says offline)."""
+    """Edge → central on ``status`` (retained; the last will says offline). While online it is
+    a heartbeat: republished every ``heartbeat_s`` and whenever the gate's situation changes."""
 
     state: str  # online | offline
     ts: str | None = None
     acked: int | None = None
     size: int | None = None
+    gate: dict[str, Any] | None = None  # gate_situation(): phase, last weighing, waiting since
 
     def encode(self) -> bytes:
         obj: dict[str, Any] = {"v": PROTOCOL_VERSION, "state": self.state}
@@ -193,11 +228,16 @@ class Status:
             obj["acked"] = self.acked
         if self.size is not None:
             obj["size"] = self.size
+        if self.gate is not None:
+            obj["gate"] = self.gate
         return _dumps(obj)
 
     @classmethod
     def decode(cls, payload: bytes) -> Status:
         what = "status"
+        if len(payload) > STATUS_MAX_BYTES:  # a few hundred bytes honestly; it is stored as is
+            raise ProtocolError(f"{what}: payload of {len(payload)} bytes exceeds "
+                                f"{STATUS_MAX_BYTES}")
         obj = decode_json(payload, what)
         state = obj.get("state")
         if state not in ("online", "offline"):
@@ -210,6 +250,7 @@ class Status:
             ts if isinstance(ts, str) else None,
             acked if isinstance(acked, int) and not isinstance(acked, bool) else None,
             size if isinstance(size, int) and not isinstance(size, bool) else None,
+            gate_situation(obj.get("gate")),
         )
 
     def as_dict(self) -> dict[str, Any]:

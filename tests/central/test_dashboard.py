@@ -6,15 +6,18 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
+from central.alarms import sweep_offline
 from central.api import create_app
 from central.api.app import DASHBOARD_DIR
 from central.ingest.worker import Ingestor
+from edge_agent.sync.protocol import Status, topic
 from ledger.keys import SignerKey
 from tests.central.api_support import Gate, api_settings, auth, token
 from tests.support.api_server import Server
@@ -22,6 +25,7 @@ from tests.support.cdp import Browser
 from tests.support.pg import make_database
 
 SCREENSHOT_COPY = Path("/tmp/coalgate-dashboard.png")
+STALLED_SCREENSHOT_COPY = Path("/tmp/coalgate-dashboard-stalled.png")
 
 
 def test_dashboard_has_no_external_assets():
@@ -148,3 +152,51 @@ def test_only_same_origin_requests(page):
     urls = json.loads(browser.eval(
         "JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))
     assert urls and all(u.startswith(server.base) for u in urls), urls
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_stalled_gate_shows_minutes_without_weighing_instead_of_online(page, tmp_path):
+    """Issue 12, item 8: a gate whose heartbeat says a truck has waited 24 minutes with no
+    weighing is shown as "24 分钟无过磅，有车等待", not a green 在线, on the table and the map;
+    the gate_stalled alarm raised by the sweep reaches the page; once the gate reports idle
+    the site is 在线 again."""
+    browser, _, gate, ingestor = page
+    row = f"document.querySelector('#sites tr[data-site=\"{gate.site}\"]')"
+    waiting = datetime.now(UTC) - timedelta(minutes=24, seconds=20)
+    held = {"state": "held", "last_weighing_ts": _iso(waiting + timedelta(seconds=5)),
+            "waiting_since": _iso(waiting)}
+    ingestor.handle(topic(gate.site, "status"),
+                    Status("online", _iso(datetime.now(UTC)), gate=held).encode())
+    rules = api_settings().rules  # the default threshold, 10 minutes
+    assert sweep_offline(ingestor.conn, datetime.now(UTC), rules) == 1
+    # The alarm arrives over the live stream, and the page reloads its sites with it.
+    browser.wait_for(f"{row}.innerText.includes('24 分钟无过磅，有车等待')", 15,
+                     "the stalled text in the sites table")
+    text = browser.eval(f"{row}.innerText")
+    assert "在线" not in text and "离线" not in text, text
+    assert browser.eval(f"{row}.querySelector('.dot').className") == "dot stalled"
+    assert browser.eval(f"{row}.className") == "stalled"
+    assert browser.eval("document.querySelector('#map .map-site').getAttribute('class')") \
+        == "map-site stalled"
+    browser.wait_for("[...document.querySelectorAll('#alarms tr[data-code=gate_stalled]')]"
+                     ".some(r => r.innerText.includes('磅房停滞')"
+                     " && r.innerText.includes('有车等待自'))", 5,
+                     "the gate_stalled alarm in the alarm list")
+    shot = browser.screenshot(tmp_path / "stalled.png")
+    shutil.copy(shot, STALLED_SCREENSHOT_COPY)  # for a person to look at
+    browser.eval("document.getElementById('lang').click()")
+    browser.wait_for(f"{row}.innerText.includes('no weighing for 24 minutes while trucks wait')",
+                     5, "the stalled text in English")
+    browser.eval("document.getElementById('lang').click()")
+    # The gate moves again: idle, nobody waiting. The sweep resolves the alarm and the
+    # dashboard's periodic refresh shows 在线.
+    idle = {"state": "idle", "last_weighing_ts": _iso(datetime.now(UTC)), "waiting_since": None}
+    ingestor.handle(topic(gate.site, "status"),
+                    Status("online", _iso(datetime.now(UTC)), gate=idle).encode())
+    assert sweep_offline(ingestor.conn, datetime.now(UTC), rules) == 0
+    browser.wait_for(f"{row}.innerText.includes('在线') && {row}.className === 'up'", 15,
+                     "the site back to 在线 (the dashboard refreshes its sites every 10 s)")
+    assert browser.eval(f"{row}.querySelector('.dot').className") == "dot on"

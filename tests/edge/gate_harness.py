@@ -64,10 +64,11 @@ class FakeVerifier:
 
 
 class Gate:
-    def __init__(self, ctrl: GateController | None = None, **policy: Any) -> None:
+    def __init__(self, ctrl: GateController | None = None, *, start_ms: int = T0,
+                 **policy: Any) -> None:
         policy.setdefault("site_id", "S1")
         self.ctrl = ctrl or GateController(GatePolicy(**policy), verifier=FakeVerifier())
-        self.now = T0
+        self.now = start_ms  # the sim clock (ms since the epoch); tests may start it anywhere
         self.actions: list[Action] = []
         self.entries: list[tuple[int, str, dict[str, Any]]] = []
         self.io = Inputs()

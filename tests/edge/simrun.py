@@ -162,6 +162,8 @@ class SimRun:
             return
         if d.get("txn") == st["txn"] and "overload" in d.get("reasons", []):
             return
+        if not st.get("weighed"):
+            return  # only a weighed, held truck may be released by hand (issue 12)
         self.overridden.add(st["txn"])
         r = httpx.post(self.console + "/api/override", json={
             "action": "manual_barrier_up", "operator": "测试员", "reason": "核实后放行（测试）"},

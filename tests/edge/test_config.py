@@ -117,3 +117,54 @@ def test_cli_help_has_examples() -> None:
     for cmd in ("check-config", "run"):
         r = cli(cmd, "--help")
         assert "Example:" in r.stdout
+
+
+@pytest.mark.parametrize("written", ["陕K·7X215", "陕K 7X215", "陕k7x215", "陕Ｋ７Ｘ２１５",
+                                     "陕ｋ・７ｘ２１５"])
+def test_vehicle_plates_are_normalised_as_the_reader_reports_them(tmp_path: Path,
+                                                                  written: str) -> None:
+    cfg = load_config(write(tmp_path, f'[[vehicles]]\nplate = "{written}"\naxles = 6\n'))
+    assert cfg.vehicles[-1].plate == "陕K7X215"
+
+
+def test_invalid_vehicle_plate_is_refused_naming_the_entry(tmp_path: Path) -> None:
+    found = problems(tmp_path, ('plate = "陕K12345"', 'plate = "陕KI2345"'))
+    assert len(found) == 1 and found[0].endswith("(vehicles[0].plate)"), found
+    assert "'陕KI2345' is not a valid Chinese plate" in found[0]
+
+
+def test_two_entries_for_one_plate_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, '[[vehicles]]\nplate = "陕K·12345"\naxles = 3\n'))
+    assert any("vehicles[1] and vehicles[0] are both 陕K12345" in p for p in exc.value.problems)
+
+
+def test_cli_check_config_refuses_a_bad_vehicle_plate(tmp_path: Path) -> None:
+    p = write(tmp_path, '[[vehicles]]\nplate = "陕K·7X2I5"\naxles = 6\n')
+    r = cli("check-config", str(p))
+    assert r.returncode != 0 and "vehicles[1].plate" in r.stdout + r.stderr
+
+
+def test_honest_six_axle_truck_written_with_a_dot_gets_its_own_limit(tmp_path: Path) -> None:
+    """Issue 12: 陕K·7X215 in [[vehicles]] never matched the read 陕K7X215, so the 6-axle
+    truck got the smallest limit (18 t) and was held as overloaded."""
+    from edge_agent.gate import GateController
+    from edge_agent.runtime import vehicle_book
+    from tests.edge.gate_harness import Gate
+
+    text = EXAMPLE.read_text(encoding="utf-8").replace("default_axles = 6", "")
+    text += '\n[[vehicles]]\nplate = "陕K·7X215"\naxles = 6\n'
+    p = tmp_path / "site.toml"
+    p.write_text(text, encoding="utf-8")
+    cfg = load_config(p)
+    assert cfg.gate_policy().default_axles is None  # unknown trucks: the smallest limit
+    g = Gate(GateController(cfg.gate_policy(), book=vehicle_book(cfg)))
+    g.drive_on(15000, "陕K7X215", axles=None)  # the reader gives no axle count
+    g.hold(15000, 3000)
+    g.drive_off(15000)
+    g.hold(0, 1000)
+    g.drive_on(46000, "陕K7X215", axles=None)
+    g.hold(46000, 3000)
+    w = g.bodies("weighing")[-1]
+    assert (w["axles"], w["limit_kg"], w["decision"]) == (6, 49000, "release"), w
+    assert g.barrier_up

@@ -498,7 +498,7 @@ def test_tailgater_blocking_the_entry_beam_is_a_second_vehicle() -> None:
     assert not g.barrier_up
 
 
-def test_operator_lets_the_first_of_two_trucks_go_and_the_second_is_weighed() -> None:
+def test_two_trucks_on_the_platform_cannot_be_waved_out_unweighed() -> None:
     g = Gate()
     g.drive_on(30000, PLATE)
     g.send(PlateRead("蒙A40004", 950, axles=3))
@@ -506,17 +506,23 @@ def test_operator_lets_the_first_of_two_trucks_go_and_the_second_is_weighed() ->
     g.ramp(30000, 54000, 1000)
     g.hold(54000, 3000)
     assert g.ctrl.state == "held" and "second_vehicle" in g.alarms()
-    g.send(Operator("manual_barrier_up", "张三", "前车放行，后车重新过磅"))
-    g.set_io(ir_exit=True)
-    g.ramp(54000, 39000, 1000)
-    g.set_io(loop_exit=True)
-    g.ramp(39000, 24000, 1000)
-    g.set_io(ir_exit=False, ir_entry=False)
-    g.set_io(loop_exit=False)
-    assert g.ctrl.state == "entering" and g.bodies("barrier")[-1]["action"] == "down"
-    g.hold(24000, 3000)
+    # Issue 12: the first truck was never weighed alone, so no barrier-up for it.
+    with pytest.raises(OperatorRefused, match="no weighing is recorded"):
+        g.send(Operator("manual_barrier_up", "张三", "前车放行，后车重新过磅"))
+    assert not g.barrier_up and not g.bodies("override")
+    # The truck behind backs off; the first is weighed alone (held: the alarm stands) …
+    g.ramp(54000, 30000, 1000)
+    g.set_io(ir_entry=False)
+    g.hold(30000, 3000)
     w = g.bodies("weighing")
-    assert [x["plate"] for x in w] == ["蒙A40004"] and w[0]["weight_kg"] == 24000
+    assert [(x["plate"], x["weight_kg"], x["reasons"]) for x in w] == [
+        (PLATE, 30000, ["second_vehicle"])]
+    assert not g.barrier_up
+    # … and only then may the operator let it go.
+    g.send(Operator("manual_barrier_up", "张三", "后车已退出，核实后放行"))
+    assert g.barrier_up and g.bodies("override")[0]["plate"] == PLATE
+    g.drive_off(30000)
+    assert g.ctrl.state == "idle" and not g.barrier_up
 
 
 def test_tailgater_behind_the_released_truck_is_stopped_or_an_escape() -> None:
