@@ -273,6 +273,9 @@ def test_demo_runs_the_whole_system_and_leaves_nothing(tmp_path: Path, central_d
     assert "central ingest 退出 exited (status -9); restarting" in text, text[-3000:]
     for site in info["sites"].values():
         assert site["console"] in text
+        # The demo prints each gate's console logins: an operator and a supervisor.
+        assert {x["role"] for x in site["logins"].values()} == {"operator", "supervisor"}
+        assert all(x["password"] in text for x in site["logins"].values())
     ports = [int(info["api"].split(":")[2].split("/")[0]), int(info["mqtt"].rsplit(":", 1)[1])]
     _assert_nothing_left(data, ports)
 

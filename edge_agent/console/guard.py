@@ -158,7 +158,8 @@ class Guard:
         secret = self.secrets.get(kind)
         if not secret:
             key = "camera" if kind == "anpr" else "scanner"
-            return (403, f"/device/{kind} is off: no push secret configured; set "
+            # 401 like a wrong secret: no credentials can be right for it.
+            return (401, f"/device/{kind} is off: no push secret configured; set "
                     f"{key}.push_secret_file in the site config"
                     + (" (and camera.anpr_push = true)" if kind == "anpr" else ""),
                     "no device secret configured")

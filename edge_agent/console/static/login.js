@@ -31,3 +31,4 @@ $("login").addEventListener("submit", async (e) => {
   f.password.value = "";
 });
 applyLang();
+document.documentElement.dataset.ready = "1";
