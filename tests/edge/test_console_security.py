@@ -54,7 +54,7 @@ def test_every_state_changing_endpoint_needs_a_login_or_device_secret(agent: Any
     # Enumerate the app's own routes, so an endpoint added later cannot be forgotten here.
     app = create_app(agent["agent"])
     unsafe = sorted({(m, r.path) for r in app.routes if isinstance(r, APIRoute)
-                     for m in r.methods & UNSAFE})
+                     for m in (r.methods or set()) & UNSAFE})
     paths = {p for _, p in unsafe}
     assert {"/api/override", "/api/scan", "/api/logout", "/device/anpr",
             "/device/scan"} <= paths, paths
