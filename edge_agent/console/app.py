@@ -28,7 +28,7 @@ from edge_agent.accounts import AccountStore
 from edge_agent.camera import snapshot_path
 from edge_agent.config import read_secret
 from edge_agent.console.anpr import AnprFormatError, parse_anpr
-from edge_agent.console.auth import LoginLimiter, Session, SessionBook
+from edge_agent.console.auth import LogBudget, LoginLimiter, Session, SessionBook
 from edge_agent.console.guard import SESSION_COOKIE, Guard
 from edge_agent.console.slip import render_slip
 from edge_agent.gate import Operator, OperatorRefused, PlateRead, TicketScan
@@ -83,6 +83,7 @@ def create_app(agent: Agent) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     sessions = SessionBook(idle_s=con.session_idle_s, max_s=con.session_max_s)
     limiter = LoginLimiter()
+    throttle_log = LogBudget()  # a locked-out guesser must not flood the log either
     accounts = AccountStore(con.accounts)
     hashing = asyncio.Semaphore(1)  # one argon2 evaluation at a time: 64 MiB each
     secrets = {
@@ -116,7 +117,10 @@ def create_app(agent: Agent) -> FastAPI:
         ip = request.client.host if request.client else "?"
         wait = limiter.retry_after(body.name, ip, time.monotonic())
         if wait > 0:
-            agent.log("console login throttled", level="warning", name=body.name, ip=ip)
+            held = throttle_log.take(ip, time.monotonic())
+            if held >= 0:
+                agent.log("console login throttled", level="warning", name=body.name, ip=ip,
+                          **({"suppressed": held} if held else {}))
             raise HTTPException(429, detail=f"too many failed logins; try again in "
                                 f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
                                 headers={"Retry-After": str(int(wait) + 1)})

@@ -11,7 +11,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["LoginLimiter", "Session", "SessionBook"]
+__all__ = ["LogBudget", "LoginLimiter", "Session", "SessionBook"]
 
 
 @dataclass
@@ -116,3 +116,27 @@ class LoginLimiter:
 
     def succeeded(self, name: str) -> None:
         self.failures.pop(f"name:{name}", None)
+
+
+@dataclass
+class LogBudget:
+    """At most ``per_window`` log lines per key (client address and reason) per ``window_s``,
+    so a flood of refused requests cannot fill the gate's disk with log lines. ``take``
+    returns how many lines were held back since the last one let through (-1: hold this one)."""
+
+    window_s: float = 60.0
+    per_window: int = 20
+    seen: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # start, used, held
+    max_keys: int = 1024
+
+    def take(self, key: str, now: float) -> int:
+        start, used, held = self.seen.get(key, (now, 0, 0))
+        if now - start > self.window_s:
+            start, used = now, 0
+        if used >= self.per_window:
+            self.seen[key] = (start, used, held + 1)
+            return -1
+        if key not in self.seen and len(self.seen) >= self.max_keys:
+            self.seen.clear()  # many addresses at once: start over rather than grow
+        self.seen[key] = (start, used + 1, 0)
+        return held

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 
-from edge_agent.console.auth import SessionBook
+from edge_agent.console.auth import LogBudget, SessionBook
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,6 +63,7 @@ class Guard:
         self.scheme = "https" if tls else "http"
         self.secrets = device_secrets
         self.log = log
+        self.budget = LogBudget()
         names = {"localhost", "127.0.0.1", "::1"}
         if bind_host not in ("0.0.0.0", "::", ""):
             names.add(split_host(bind_host)[0])
@@ -86,8 +87,7 @@ class Guard:
         ip = str(client[0])
 
         async def refuse(status: int, detail: str, why: str, **extra: str) -> None:
-            self.log("console request refused", level="warning", status=status, why=why,
-                     ip=ip, method=method, path=path[:80])
+            self.refused(status, why, ip, method, path)
             await _reply(send, status, detail, extra)
 
         length = headers.get("content-length")
@@ -147,6 +147,14 @@ class Guard:
 
         await self._limited(scope, receive, send)
 
+    def refused(self, status: int, why: str, ip: str, method: str, path: str) -> None:
+        held = self.budget.take(f"{ip} {why}", time.monotonic())
+        if held < 0:
+            return
+        extra = {"suppressed": held} if held else {}
+        self.log("console request refused", level="warning", status=status, why=why, ip=ip,
+                 method=method, path=path[:80], **extra)
+
     def _device_problem(self, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
         parts = path.strip("/").split("/")
         kind = parts[1] if len(parts) > 1 else ""
@@ -200,8 +208,9 @@ class Guard:
                 if received > self.max_body:
                     if not started and not cut:
                         cut = True
-                        self.log("console request refused", level="warning", status=413,
-                                 why="streamed body too large", path=scope["path"][:80])
+                        client = scope.get("client") or ("?", 0)
+                        self.refused(413, "streamed body too large", str(client[0]),
+                                     scope["method"], scope["path"])
                         await _reply(send, 413, f"request body is larger than the console's "
                                      f"limit of {self.max_body} bytes", {})
                     return {"type": "http.disconnect"}

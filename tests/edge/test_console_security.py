@@ -361,3 +361,13 @@ def test_login_logout_expiry_and_roles_in_chromium(tmp_path: Path) -> None:
     finally:
         b.close()
         agent["stop"]()
+
+
+def test_log_budget_holds_back_a_flood_and_counts_it() -> None:
+    from edge_agent.console.auth import LogBudget
+
+    b = LogBudget(window_s=60, per_window=3)
+    assert [b.take("1.2.3.4 csrf", t) for t in (0, 1, 2)] == [0, 0, 0]
+    assert [b.take("1.2.3.4 csrf", t) for t in (3, 4, 5)] == [-1, -1, -1]
+    assert b.take("5.6.7.8 csrf", 5) == 0  # another address has its own budget
+    assert b.take("1.2.3.4 csrf", 61) == 3  # next window: says how many were held back
