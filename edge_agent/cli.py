@@ -173,7 +173,10 @@ def user_disable(name: NameArg, config: UserConfig) -> None:
 
 @user_app.command("list")
 def user_list(config: UserConfig) -> None:
-    """List the accounts: name, role, enabled, last change (never the password hashes)."""
+    """List the accounts: name, role, enabled, last change (never the password hashes).
+
+    Example: coalgate edge user list -c /etc/coalgate/site.toml
+    """
     store = _accounts(config)
     accounts = store.list()
     if not accounts:

@@ -114,6 +114,7 @@ def test_cli_run_refuses_a_missing_key(tmp_path: Path) -> None:
 
 
 def test_cli_help_has_examples() -> None:
-    for cmd in ("check-config", "run"):
-        r = cli(cmd, "--help")
-        assert "Example:" in r.stdout
+    for cmd in (("check-config",), ("run",), ("user", "add"), ("user", "passwd"),
+                ("user", "disable"), ("user", "list")):
+        r = cli(*cmd, "--help")
+        assert "Example:" in r.stdout, cmd

@@ -105,7 +105,7 @@ def test_operator_cannot_take_supervisor_actions(agent: Any) -> None:
         assert r.status_code == 403 and "supervisor" in r.json()["detail"], r.text
     # A supervisor passes the role check; what the gate then says is the gate's business.
     r = sup.post("/api/override", json={"action": "open_lane", "reason": "设备检修，空道抬杆"})
-    assert r.status_code != 403, r.text
+    assert r.status_code in (200, 409), r.text
     me = op.get("/api/session").json()
     assert me["name"] == "zhangsan" and me["role"] == "operator"
     assert op.post("/api/logout", json={}).status_code == 200
