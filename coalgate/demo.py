@@ -45,6 +45,7 @@ from coalgate.demo_plan import (
     site_plans,
 )
 from coalgate.supervise import Child, ChildFailed
+from edge_agent.console.client import alogin, device_headers, ensure_accounts, write_push_secret
 from ledger.private_file import write_private
 
 __all__ = ["app", "DemoOptions", "run_demo"]
@@ -107,6 +108,11 @@ class Gate:
     driver_stop: asyncio.Event | None = None
     # The bureau's trust-root key(s), written into the gate's [tickets] trust_roots.
     trust_roots: tuple[str, ...] = ()
+    # Console accounts (name -> (role, password)) and the devices' push headers.
+    logins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    anpr_auth: dict[str, str] = field(default_factory=dict)
+    scanner_auth: dict[str, str] = field(default_factory=dict)
+    operator_http: Any = None  # an httpx.AsyncClient logged in as the demo's operator
 
     @property
     def console(self) -> str:
@@ -198,13 +204,15 @@ async def _truck_drives_on(gate: Gate, truck: TruckPlan, pass_kind: str, http: A
     shown = swaps[0] if swaps else truck.plate
     gate.shown = shown
     with contextlib.suppress(Exception):
-        await http.post(gate.console + "/api/anpr", json={"plate": shown, "confidence": 0.95})
+        await http.post(gate.console + "/device/anpr", json={"plate": shown, "confidence": 0.95},
+                        headers=gate.anpr_auth)
     # The driver scans the e-ticket, issued by the mine's sales office, on the loaded pass.
     gate.qr.pop(shown, None)
     if pass_kind == "gross" and truck.ticket:
         text = gate.qr[shown] = await asyncio.to_thread(desk.issue, gate.plan, truck)
         with contextlib.suppress(Exception):
-            await http.post(gate.console + "/api/scan", json={"text": text})
+            await http.post(gate.console + "/device/scan", json={"text": text},
+                            headers=gate.scanner_auth)
 
 
 async def _watch_gate(gate: Gate, http: Any) -> None:
@@ -227,11 +235,13 @@ async def _watch_gate(gate: Gate, http: Any) -> None:
         if time.monotonic() - since > 4.0 and gate.shown is not None:
             gate.identify_since[txn] = time.monotonic()
             with contextlib.suppress(Exception):
-                await http.post(gate.console + "/api/anpr",
-                                json={"plate": gate.shown, "confidence": 0.95})
+                await http.post(gate.console + "/device/anpr",
+                                json={"plate": gate.shown, "confidence": 0.95},
+                                headers=gate.anpr_auth)
                 if gate.shown in gate.qr:
-                    await http.post(gate.console + "/api/scan",
-                                    json={"text": gate.qr[gate.shown]})
+                    await http.post(gate.console + "/device/scan",
+                                    json={"text": gate.qr[gate.shown]},
+                                    headers=gate.scanner_auth)
         return
     if st.get("state") != "held" or not txn or txn in gate.released:
         return
@@ -245,9 +255,19 @@ async def _watch_gate(gate: Gate, http: Any) -> None:
         return
     gate.released.add(txn)
     with contextlib.suppress(Exception):
-        await http.post(gate.console + "/api/override", json={
-            "action": "manual_barrier_up", "operator": "演示司磅员",
+        # The operator logs in to the console as their own account, as at a real gate.
+        if gate.operator_http is None:
+            import httpx
+
+            password = gate.logins[DEMO_OPERATOR][1]
+            gate.operator_http = await alogin(httpx.AsyncClient(timeout=5), gate.console,
+                                              DEMO_OPERATOR, password)
+        r = await gate.operator_http.post(gate.console + "/api/override", json={
+            "action": "manual_barrier_up",
             "reason": "演示：核实后人工放行 / demo: checked and released by hand"})
+        if r.status_code == 401:  # the session expired or the gate restarted: log in again
+            gate.operator_http = None
+            gate.released.discard(txn)
 
 
 # -- start-up --------------------------------------------------------------------------------
@@ -356,6 +376,12 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: Ticke
                             f"see {gate.sim.log_path}")
         await asyncio.sleep(0.1)
     endpoints = json.loads(ep.read_text(encoding="utf-8"))
+    # The camera's and the scanner's push secrets, and the console accounts (kept across runs).
+    gate.anpr_auth = device_headers(write_push_secret(gate.dir / "anpr.secret"))
+    gate.scanner_auth = device_headers(write_push_secret(gate.dir / "scanner.secret"))
+    gate.logins = _demo_logins(gate.dir)
+    await asyncio.to_thread(ensure_accounts, gate.dir / "accounts.sqlite", gate.logins)
+    gate.operator_http = None
     _write_private(gate.dir / "site.toml", site_config_toml(
         gate.plan, endpoints, console_port=gate.console_port, mqtt_host="127.0.0.1",
         mqtt_port=mqtt_port, speed=opts.speed, mqtt_protocol=MQTT_PROTOCOL,
@@ -367,6 +393,23 @@ async def _start_gate(gate: Gate, opts: DemoOptions, mqtt_port: int, desk: Ticke
     gate.driver_stop = asyncio.Event()
     gate.driver = asyncio.create_task(_driver_loop(gate, desk, gate.driver_stop),
                                       name=f"driver-{gate.plan.site_id}")
+
+
+DEMO_OPERATOR = "operator"
+DEMO_SUPERVISOR = "supervisor"
+
+
+def _demo_logins(gdir: Path) -> dict[str, tuple[str, str]]:
+    """The gate's demo console accounts, name -> (role, password): random passwords made on
+    the first run, kept (0600) in the site's directory so a rerun prints the same logins."""
+    path = gdir / "console-logins.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return {k: (str(v[0]), str(v[1])) for k, v in saved.items()}
+    logins = {DEMO_OPERATOR: ("operator", secrets.token_urlsafe(9)),
+              DEMO_SUPERVISOR: ("supervisor", secrets.token_urlsafe(9))}
+    _write_private(path, json.dumps(logins, ensure_ascii=False))
+    return logins
 
 
 async def _stop_driver(gate: Gate) -> None:
@@ -560,12 +603,14 @@ async def run_demo(opts: DemoOptions) -> int:
             "database": db_url,
             "sites": {g.plan.site_id: {"console": g.console + "/", "name": g.plan.name,
                                        "scale": g.plan.scale_label,
+                                       "logins": {n: {"role": r, "password": pw}
+                                                  for n, (r, pw) in g.logins.items()},
                                        "ledger": str(g.dir / "ledger.sqlite")}
                       for g in gates},
             "pid": os.getpid(),
         }
-        (data / "demo.json").write_text(json.dumps(info, ensure_ascii=False, indent=2),
-                                        encoding="utf-8")
+        # 0600: it holds the API tokens and the console passwords.
+        _write_private(data / "demo.json", json.dumps(info, ensure_ascii=False, indent=2))
         _banner(info, opts)
         await _supervise(gates, central, opts, stop, broker.port, desk)
     except DemoError as exc:
@@ -644,6 +689,8 @@ def _banner(info: dict[str, Any], opts: DemoOptions) -> None:
     ]
     for site, s in info["sites"].items():
         lines.append(f"    {site:<14} {s['console']:<28} {s['name']} — {s['scale']}")
+        lines.append("      登录 logins: " + " · ".join(
+            f"{n} / {x['password']} ({x['role']})" for n, x in s["logins"].items()))
     lines.append(f"  MQTT {info['mqtt']} · 数据 data {opts.data_dir}")
     until = (f"运行 {opts.duration:.0f} 秒 / running for {opts.duration:.0f} s"
              if opts.duration else "按 Ctrl-C 停止 / press Ctrl-C to stop")

@@ -252,6 +252,7 @@ def site_config_toml(
         snapshot_url=camera.get("snapshot"),
         trust_roots=trust_roots,
         mqtt=sim_site.MqttLink(mqtt_host, mqtt_port, mqtt_protocol, mqtt_password_file),
+        scanner_push=True,
         comment=(f"Written by `coalgate demo` for {plan.site_id}; the production form of this "
                  f"file is\nconfig/site.example.toml. Scale: {plan.scale_label}."),
     )

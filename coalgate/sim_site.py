@@ -112,15 +112,19 @@ def site_config_toml(
     trust_roots: Sequence[str] = (),
     mqtt: MqttLink | None = None,
     comment: str = "",
+    scanner_push: bool = False,
 ) -> str:
     """The site config of a gate on the simulator's devices: the scale on ``scale_endpoint``,
-    the gate IO on the Modbus TCP board, plates pushed to /api/anpr.
+    the gate IO on the Modbus TCP board, plates pushed to /device/anpr with the secret in
+    ``anpr.secret`` and console accounts in ``accounts.sqlite`` (see
+    :mod:`edge_agent.console.client` to make both).
 
     ``policy``: the ``[policy]`` keys (see :func:`timings_for_speed`). ``snapshot_url``: the
     camera's JPEG snapshot, for the console (and the gate's own reader, when enabled).
     ``trust_roots``: the bureau's trust-root verifier keys (text). Without ``mqtt`` the gate
     runs alone. Paths are relative to the config file's directory. ``comment``: text for the
-    comment lines at the top of the file.
+    comment lines at the top of the file. ``scanner_push``: a network QR scanner pushes to
+    /device/scan with the secret in ``scanner.secret``.
     """
     io = endpoints["modbus"]["gate_io_tcp"]
     policy_keys = "\n".join(f"{k} = {_v(v)}" for k, v in policy.items())
@@ -129,6 +133,7 @@ def site_config_toml(
         for v in vehicles
     )
     snapshot = f"snapshot_url = {_v(snapshot_url)}\n" if snapshot_url else ""
+    scanner = '\n[scanner]\npush_secret_file = "scanner.secret"\n' if scanner_push else ""
     mqtt_table = ""
     if mqtt is not None:
         mqtt_table = (f"\n[mqtt]\nhost = {_v(mqtt.host)}\nport = {mqtt.port}\n"
@@ -155,7 +160,8 @@ poll_ms = 50
 
 [camera]
 anpr_push = true
-{snapshot}
+push_secret_file = "anpr.secret"
+{snapshot}{scanner}
 [tickets]
 store = "tickets.sqlite"
 trust_roots = {_v(list(trust_roots))}
@@ -167,4 +173,5 @@ trust_roots = {_v(list(trust_roots))}
 [console]
 host = "127.0.0.1"
 port = {console_port}
+accounts = "accounts.sqlite"
 {mqtt_table}"""

@@ -25,7 +25,8 @@ from edge_agent.gate.policy import DEFAULT_AXLE_LIMITS_KG, GatePolicy
 from ledger.errors import LedgerError
 from ledger.keys import VerifierKey
 
-__all__ = ["ConfigError", "SiteConfig", "load_config", "parse_config"]
+__all__ = ["ConfigError", "SiteConfig", "console_warnings", "is_loopback", "load_config",
+           "parse_config", "read_secret"]
 
 
 class ConfigError(Exception):
@@ -152,7 +153,11 @@ class IoSection(_Strict):
 
 
 class CameraSection(_Strict):
-    anpr_push: bool = True  # accept plate results pushed to POST /api/anpr
+    anpr_push: bool = True  # accept plate results pushed to POST /device/anpr
+    # The camera's push secret (one line, file mode 0600): sent as `Authorization: Bearer
+    # <secret>` or as the last path segment (/device/anpr/<secret>). Without it every push is
+    # refused.
+    push_secret_file: str | None = None
     snapshot_url: str | None = None  # JPEG snapshot, e.g. http://192.168.1.64/snapshot.jpg
     mjpeg_url: str | None = None  # used when there is no snapshot URL
     read_plates: bool = False  # read plates on the gate PC from camera frames
@@ -178,6 +183,10 @@ class ScannerSection(_Strict):
     port: Port | None = None
     snapshot_url: str | None = None
     interval_ms: Annotated[int, Field(ge=100, le=10_000)] = 500
+    # A network scanner that POSTs its reads to /device/scan authenticates with this secret
+    # (like camera.push_secret_file). The keyboard-wedge scanner types into the console page
+    # and needs none: it rides on the operator's login.
+    push_secret_file: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ScannerSection:
@@ -304,6 +313,50 @@ class ConsoleSection(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0 = any free port
     language: Literal["zh", "en"] = "zh"
+    # Operator accounts (`coalgate edge user add`); relative to this file, mode 0600.
+    accounts: str = "var/accounts.sqlite"
+    # Host names / addresses (optionally host:port) browsers may use to reach the console.
+    # Always allowed: the bind host, localhost, 127.0.0.1 and [::1]. A console bound to
+    # 0.0.0.0 needs its LAN name or address here.
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = []
+    session_idle_s: Annotated[int, Field(ge=5, le=86_400)] = 1800  # logged out after idling
+    session_max_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 43_200  # and after 12 h
+    # Whether the read-only pages and GETs need a login too. Default: yes when the console
+    # listens beyond loopback, no on 127.0.0.1 (the gate PC's own screen).
+    reads_need_login: bool | None = None
+    max_body_kib: Annotated[int, Field(ge=1, le=4096)] = 64  # larger request bodies: 413
+    # HTTPS: a PEM certificate (chain) and its key; then the session cookie is Secure.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> ConsoleSection:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both (HTTPS) or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def loopback_only(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def login_for_reads(self) -> bool:
+        return not self.loopback_only if self.reads_need_login is None else self.reads_need_login
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class MqttSection(_Strict):
@@ -411,7 +464,15 @@ class SiteConfig(_Strict):
                  for root in self.tickets.trust_roots]
         tickets = self.tickets.model_copy(update={"store": r(self.tickets.store),
                                                   "trust_roots": roots})
-        update: dict[str, Any] = {"site": site, "tickets": tickets}
+        con = self.console
+        console = con.model_copy(update={"accounts": r(con.accounts), **{
+            k: r(getattr(con, k)) for k in ("tls_cert", "tls_key") if getattr(con, k)}})
+        update: dict[str, Any] = {"site": site, "tickets": tickets, "console": console}
+        for section in ("camera", "scanner"):
+            sec = getattr(self, section)
+            if sec.push_secret_file:
+                update[section] = sec.model_copy(
+                    update={"push_secret_file": r(sec.push_secret_file)})
         if self.mqtt is not None:
             m = self.mqtt
             update["mqtt"] = m.model_copy(update={
@@ -503,4 +564,52 @@ def file_problems(cfg: SiteConfig) -> list[str]:
             value = getattr(cfg.mqtt, k)
             if value and not Path(value).is_file():
                 out.append(f"{k} {value} does not exist; create it or fix the path (mqtt.{k})")
+    for where, value in (("camera.push_secret_file", cfg.camera.push_secret_file),
+                         ("scanner.push_secret_file", cfg.scanner.push_secret_file),
+                         ("console.tls_cert", cfg.console.tls_cert),
+                         ("console.tls_key", cfg.console.tls_key)):
+        if not value:
+            continue
+        p = Path(value)
+        if not p.is_file():
+            out.append(f"{where} {p} does not exist; create it or fix the path ({where})")
+        elif where != "console.tls_cert" and p.stat().st_mode & 0o077:
+            out.append(f"{p} is readable by others; run chmod 600 {p} ({where})")
+        elif where.endswith("push_secret_file") and len(read_secret(p)) < 16:
+            out.append(f"{p} holds fewer than 16 characters; write a long random secret, e.g. "
+                       f"`openssl rand -hex 24 > {p}` ({where})")
     return out
+
+
+def read_secret(path: str | Path) -> str:
+    """A one-line secret file's text, without the line end."""
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def console_warnings(cfg: SiteConfig) -> list[str]:
+    """Risky but runnable console settings: `check-config` prints them, `run` logs them."""
+    from edge_agent.accounts import AccountStore
+
+    c = cfg.console
+    out: list[str] = []
+    if not c.loopback_only and not c.tls:
+        out.append(f"the console listens on {c.host} (beyond this PC) without TLS: logins and "
+                   "session cookies cross the network in clear text; set console.tls_cert and "
+                   "console.tls_key, or host = \"127.0.0.1\"")
+    if not c.loopback_only and not c.allowed_hosts and c.host in ("0.0.0.0", "::", ""):
+        out.append(f"the console listens on all addresses ({c.host}) but console.allowed_hosts "
+                   "is empty, so browsers on the LAN are refused; add the name or address "
+                   "operators type, e.g. allowed_hosts = [\"192.168.1.10\"]")
+    try:
+        n = len([a for a in AccountStore(c.accounts).list() if not a.disabled])
+    except Exception as exc:  # an unreadable file is worth a warning, not a crash here
+        out.append(f"cannot read the accounts file {c.accounts}: {exc} (console.accounts)")
+        n = -1
+    if n == 0:
+        out.append(f"no operator accounts in {c.accounts}: nobody can log in to the console; "
+                   "add one with `coalgate edge user add NAME --role supervisor -c <config>`")
+    if cfg.camera.anpr_push and not cfg.camera.push_secret_file:
+        out.append("camera.anpr_push = true but camera.push_secret_file is not set: every plate "
+                   "push to /device/anpr is refused; write a secret file and set it")
+    return out
+

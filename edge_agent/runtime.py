@@ -446,7 +446,12 @@ class Agent:
 
             server, bound = await serve(self, self.cfg.console.host, port)
             self.console_port = bound
-            self.log("console", url=f"http://{self.cfg.console.host}:{bound}/")
+            from edge_agent.config import console_warnings
+
+            scheme = "https" if self.cfg.console.tls else "http"
+            self.log("console", url=f"{scheme}://{self.cfg.console.host}:{bound}/")
+            for warning in console_warnings(self.cfg):
+                self.log("console warning", level="warning", warning=warning)
         self._start_outbox()
         if isinstance(self.io, NoIO):
             self.emit(Inputs())  # no beams or loops to read: start from "all clear"

@@ -100,6 +100,10 @@ def test_generated_files_are_valid_for_the_production_commands(tmp_path: Path) -
         assert cfg.mqtt.protocol == "3.1.1"  # amqtt; written, not taken from an env var
         assert cfg.mqtt.username == plan.site_id  # the broker login is the site id
         assert cfg.mqtt.password_file == "/x/mqtt.password"
+        # The camera and the scanner push with their own secrets; the console has accounts.
+        assert cfg.camera.push_secret_file == "anpr.secret"
+        assert cfg.scanner.push_secret_file == "scanner.secret"
+        assert cfg.console.accounts == "accounts.sqlite" and cfg.console.host == "127.0.0.1"
     central = tomllib.loads(central_config_toml(
         database_url="postgresql://x@/coalgate?host=/tmp", data_dir=str(tmp_path),
         mqtt_host="127.0.0.1", mqtt_port=1884, api_port=8124, mqtt_password="p\"w"))
@@ -273,6 +277,9 @@ def test_demo_runs_the_whole_system_and_leaves_nothing(tmp_path: Path, central_d
     assert "central ingest 退出 exited (status -9); restarting" in text, text[-3000:]
     for site in info["sites"].values():
         assert site["console"] in text
+        # The demo prints each gate's console logins: an operator and a supervisor.
+        assert {x["role"] for x in site["logins"].values()} == {"operator", "supervisor"}
+        assert all(x["password"] in text for x in site["logins"].values())
     ports = [int(info["api"].split(":")[2].split("/")[0]), int(info["mqtt"].rsplit(":", 1)[1])]
     _assert_nothing_left(data, ports)
 

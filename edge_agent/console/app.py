@@ -1,5 +1,10 @@
-"""FastAPI app of the operator console: state, live updates (SSE), overrides, slips, and the
-HTTP inputs some devices push to (ANPR camera results, keyboard-wedge QR scans)."""
+"""FastAPI app of the operator console: login, state, live updates (SSE), overrides, slips,
+and the device endpoints the ANPR camera and a network QR scanner push to.
+
+Who may do what is decided in two places: :mod:`edge_agent.console.guard` (before any route:
+body size, Host/Origin, JSON-only, session + anti-CSRF token, device secrets) and
+:data:`ACTION_ROLES` here (which role may take which override).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import asyncio
 import contextlib
 import html
 import json
+import time
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
@@ -18,8 +24,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from edge_agent.accounts import AccountStore
 from edge_agent.camera import snapshot_path
+from edge_agent.config import read_secret
 from edge_agent.console.anpr import AnprFormatError, parse_anpr
+from edge_agent.console.auth import LogBudget, LoginLimiter, Session, SessionBook
+from edge_agent.console.guard import SESSION_COOKIE, Guard
 from edge_agent.console.slip import render_slip
 from edge_agent.gate import Operator, OperatorRefused, PlateRead, TicketScan
 from edge_agent.plates.grammar import normalise_plate
@@ -30,21 +40,114 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 
 
+# Which role may take which override. A void takes a weighing out of the counted record and
+# open_lane raises the barrier with nobody weighed: both are a supervisor's call.
+ACTION_ROLES: dict[str, frozenset[str]] = {
+    "manual_plate": frozenset({"operator", "supervisor"}),
+    "manual_barrier_up": frozenset({"operator", "supervisor"}),
+    "void": frozenset({"supervisor"}),
+    "open_lane": frozenset({"supervisor"}),
+}
+
+
 class OverrideIn(BaseModel):
-    action: Literal["manual_plate", "manual_barrier_up", "void"]
-    operator: Annotated[str, Field(min_length=1, max_length=40)]
+    # The operator is the logged-in account, never a typed name: no "operator" field.
+    model_config = {"extra": "forbid"}
+    action: Literal["manual_plate", "manual_barrier_up", "void", "open_lane"]
     reason: Annotated[str, Field(min_length=2, max_length=200)]
     plate: Annotated[str, Field(max_length=16)] | None = None
-    txn: str | None = None
+    txn: Annotated[str, Field(max_length=80)] | None = None
 
 
 class ScanIn(BaseModel):
     text: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
+class LoginIn(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=32)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _session(request: Request) -> Session:
+    s = getattr(request.state, "session", None)
+    if s is None:  # the guard lets no state-changing request through without one
+        raise HTTPException(401, detail="log in first (请先登录)")
+    return cast(Session, s)
+
+
 def create_app(agent: Agent) -> FastAPI:
-    app = FastAPI(title="coalgate gate console", docs_url=None, redoc_url=None)
+    con = agent.cfg.console
+    app = FastAPI(title="coalgate gate console", docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    sessions = SessionBook(idle_s=con.session_idle_s, max_s=con.session_max_s)
+    limiter = LoginLimiter()
+    throttle_log = LogBudget()  # a locked-out guesser must not flood the log either
+    accounts = AccountStore(con.accounts)
+    hashing = asyncio.Semaphore(1)  # one argon2 evaluation at a time: 64 MiB each
+    secrets = {
+        "anpr": (read_secret(agent.cfg.camera.push_secret_file)
+                 if agent.cfg.camera.push_secret_file and agent.cfg.camera.anpr_push else None),
+        "scan": (read_secret(agent.cfg.scanner.push_secret_file)
+                 if agent.cfg.scanner.push_secret_file else None),
+    }
+    app.state.sessions = sessions
+    app.add_middleware(
+        cast(Any, Guard), sessions=sessions, bind_host=con.host,
+        allowed_hosts=list(con.allowed_hosts), max_body=con.max_body_kib * 1024,
+        login_for_reads=con.login_for_reads, tls=con.tls, device_secrets=secrets,
+        log=agent.log)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page() -> str:
+        text = (STATIC / "login.html").read_text(encoding="utf-8")
+        return text.replace("{{LANG}}", con.language)
+
+    @app.get("/api/session")
+    def session_info(request: Request) -> JSONResponse:
+        s: Session | None = getattr(request.state, "session", None)
+        body = {"name": s.name, "role": s.role, "csrf": s.csrf} if s else {"name": None}
+        return JSONResponse({**body, "reads_need_login": con.login_for_reads,
+                             "idle_s": con.session_idle_s},
+                            headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/login")
+    async def login(body: LoginIn, request: Request) -> JSONResponse:
+        ip = request.client.host if request.client else "?"
+        wait = limiter.retry_after(body.name, ip, time.monotonic())
+        if wait > 0:
+            held = throttle_log.take(ip, time.monotonic())
+            if held >= 0:
+                agent.log("console login throttled", level="warning", name=body.name, ip=ip,
+                          **({"suppressed": held} if held else {}))
+            raise HTTPException(429, detail=f"too many failed logins; try again in "
+                                f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
+                                headers={"Retry-After": str(int(wait) + 1)})
+        async with hashing:
+            acct = await asyncio.to_thread(accounts.verify, body.name, body.password)
+        if acct is None:
+            limiter.failed(body.name, ip, time.monotonic())
+            agent.log("console login failed", level="warning", name=body.name, ip=ip)
+            raise HTTPException(401, detail="wrong account name or password (账号或密码错误)")
+        limiter.succeeded(body.name)
+        s = sessions.create(acct.name, acct.role, time.monotonic())
+        agent.log("console login", name=acct.name, role=acct.role, ip=ip)
+        resp = JSONResponse({"name": s.name, "role": s.role, "csrf": s.csrf},
+                            headers={"Cache-Control": "no-store"})
+        # No max_age: the browser forgets it when closed; the gate expires it on its own clock.
+        resp.set_cookie(SESSION_COOKIE, s.token, httponly=True, samesite="strict",
+                        secure=con.tls, path="/")
+        return resp
+
+    @app.post("/api/logout")
+    async def logout(request: Request) -> JSONResponse:
+        s = _session(request)
+        sessions.drop(s.token)
+        agent.log("console logout", name=s.name)
+        resp = JSONResponse({"ok": True})
+        resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=con.tls)
+        return resp
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -63,43 +166,66 @@ def create_app(agent: Agent) -> FastAPI:
         return list(reversed(agent.recent))
 
     @app.get("/api/events")
-    async def events() -> EventSourceResponse:
+    async def events(request: Request) -> EventSourceResponse:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         agent.listeners.add(q)
+        s: Session | None = getattr(request.state, "session", None)
 
         async def gen() -> AsyncIterator[dict[str, str]]:
             try:
                 yield {"event": "state", "data": json.dumps(agent.snapshot(), ensure_ascii=False)}
                 while True:
-                    snap = await q.get()
-                    yield {"event": "state", "data": json.dumps(snap, ensure_ascii=False)}
+                    try:
+                        snap = await asyncio.wait_for(q.get(), 5)
+                    except TimeoutError:
+                        snap = None
+                    if con.login_for_reads and (
+                            s is None or sessions.get(s.token, time.monotonic(), touch=False)
+                            is None):
+                        return  # the session expired: the stream ends with it
+                    if snap is not None:
+                        yield {"event": "state", "data": json.dumps(snap, ensure_ascii=False)}
             finally:
                 agent.listeners.discard(q)
 
         return EventSourceResponse(gen(), ping=10)
 
     @app.post("/api/override")
-    async def override(body: OverrideIn) -> dict[str, Any]:
+    async def override(body: OverrideIn, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        if s.role not in ACTION_ROLES[body.action]:
+            agent.log("override refused: role", level="warning", name=s.name, role=s.role,
+                      action=body.action)
+            raise HTTPException(403, detail=f"{body.action} needs the role "
+                                f"{' or '.join(sorted(ACTION_ROLES[body.action]))}; "
+                                f"{s.name} is {s.role} (权限不足)")
         if body.action == "manual_plate" and (not body.plate or normalise_plate(body.plate)
                                               is None):
             raise HTTPException(422, detail=f"{body.plate!r} is not a valid plate: province "
                                 "character, office letter, 5 letters or digits (6 on new-energy "
                                 "plates), no I or O, e.g. 陕K12345")
-        op = Operator(body.action, body.operator.strip(), body.reason.strip(),
-                      plate=body.plate, txn=body.txn)
+        op = Operator(body.action, s.name, body.reason.strip(),
+                      plate=body.plate, txn=body.txn, role=s.role)
         try:
             await agent.operator(op)
         except OperatorRefused as exc:
             raise HTTPException(409, detail=str(exc)) from None
         return {"ok": True, "state": agent.snapshot()}
 
-    @app.post("/api/anpr")
+    @app.post("/api/scan")
+    async def scan(body: ScanIn, request: Request) -> dict[str, bool]:
+        """The keyboard-wedge scanner typing into the logged-in console page."""
+        _session(request)
+        _scanned(agent, body.text)
+        return {"ok": True}
+
+    # Device pushes: the guard has checked the device's secret (header or last path segment).
+    @app.post("/device/anpr")
+    @app.post("/device/anpr/{secret}")
     async def anpr(request: Request) -> dict[str, Any]:
         # Our own simple JSON or a Vzenith AlarmInfoPlate push (edge_agent/console/anpr.py).
         # The reply never carries Vzenith's {"Response_AlarmInfoPlate": {"info": "ok"}}: that
         # would make the camera open the barrier itself, bypassing the gate's decision.
-        if not agent.cfg.camera.anpr_push:
-            raise HTTPException(403, detail="ANPR push is disabled (camera.anpr_push = false)")
         try:
             payload = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -112,13 +238,15 @@ def create_app(agent: Agent) -> FastAPI:
                              axles=push.axles, seen_ms=push.seen_ms))
         return {"ok": True, "plate": push.plate}
 
-    @app.post("/api/scan")
-    async def scan(body: ScanIn) -> dict[str, bool]:
-        from edge_agent.devices.scanner import clean_scan
-
-        text = clean_scan(body.text.encode())
-        if text:
-            agent.emit(TicketScan(text))
+    @app.post("/device/scan")
+    @app.post("/device/scan/{secret}")
+    async def device_scan(request: Request) -> dict[str, bool]:
+        try:
+            body = ScanIn.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise HTTPException(422, detail=f"send {{\"text\": \"<the scanned code>\"}}: "
+                                f"{exc}") from None
+        _scanned(agent, body.text)
         return {"ok": True}
 
     @app.get("/slip/{seq}", response_class=HTMLResponse)
@@ -165,6 +293,14 @@ def create_app(agent: Agent) -> FastAPI:
     return app
 
 
+def _scanned(agent: Agent, raw: str) -> None:
+    from edge_agent.devices.scanner import clean_scan
+
+    text = clean_scan(raw.encode())
+    if text:
+        agent.emit(TicketScan(text))
+
+
 def _rows_html(rows: list[dict[str, Any]]) -> str:
     def kg(v: Any) -> str:
         return "—" if v is None else f"{int(v):,} kg"
@@ -188,8 +324,11 @@ class _Server(uvicorn.Server):
 
 
 async def serve(agent: Agent, host: str, port: int) -> tuple[uvicorn.Server, int]:
+    con = agent.cfg.console
+    # No access log: device secrets may ride in the URL path (Vzenith push).
     config = uvicorn.Config(create_app(agent), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off")
+                            access_log=False, lifespan="off", ssl_certfile=con.tls_cert,
+                            ssl_keyfile=con.tls_key, h11_max_incomplete_event_size=16 * 1024)
     server = _Server(config)
     asyncio.get_running_loop().create_task(server.serve())
     while not server.started:

@@ -43,6 +43,7 @@ class PlateRead:
     seen_ms: int | None = None
     # The transaction the gate's own reader took the frames for (None for pushed ANPR reads).
     txn: str | None = None
+    role: str = "operator"  # the authenticated account's role: operator | supervisor
 
 
 @dataclass(frozen=True)

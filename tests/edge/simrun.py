@@ -1,7 +1,7 @@
 """Run the real agent (`coalgate edge run`) against the real simulator (`coalgate sim run`).
 
 The test plays only the ANPR camera: it tails the simulator's truth log and pushes each
-arriving truck's *shown* plate to the agent's /api/anpr, as a camera on the entry loop would.
+arriving truck's *shown* plate to the agent's /device/anpr, as a camera on the entry loop would.
 Everything else — serial ptys, TCP, Modbus gate IO, barrier — is the real thing.
 """
 
@@ -22,9 +22,12 @@ from typing import Any
 import httpx
 
 from coalgate.sim_site import RegisteredVehicle, site_config_toml, timings_for_speed
+from edge_agent.console.client import device_headers, ensure_accounts, login, write_push_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
+# The console accounts of a simulated gate: name -> (role, password).
+ACCOUNTS = {"测试员": ("operator", "sim-operator-pw"), "值班主管": ("supervisor", "sim-super-pw")}
 
 
 def free_port() -> int:
@@ -58,6 +61,8 @@ class SimRun:
     # have: a swapped front plate then disagrees with it.
     rear_camera: bool = False
     overridden: set[str] = field(default_factory=set)
+    device_auth: dict[str, str] = field(default_factory=dict)  # the ANPR camera's secret
+    clients: dict[str, httpx.Client] = field(default_factory=dict)  # logged-in, by account
     held_since: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -95,9 +100,19 @@ class SimRun:
             policy={"mode": "auto", **timings_for_speed(self.speed), **self.policy},
             vehicles=vehicles, console_port=port,
         ), encoding="utf-8")
+        self.device_auth = device_headers(write_push_secret(self.tmp / "anpr.secret"))
+        ensure_accounts(self.tmp / "accounts.sqlite", ACCOUNTS)
         return cfg
 
+    def operator_client(self, name: str = "测试员") -> httpx.Client:
+        """An httpx client logged in to the console as ``name`` (an account in ACCOUNTS)."""
+        if name not in self.clients:
+            self.clients[name] = login(httpx.Client(timeout=10), self.console, name,
+                                       ACCOUNTS[name][1])
+        return self.clients[name]
+
     def start_agent(self) -> None:
+        self.clients.clear()  # sessions do not survive an agent restart
         port = free_port()
         cfg = self.write_config(port)
         self.agent = subprocess.Popen(
@@ -140,13 +155,13 @@ class SimRun:
                 if key in self.pushed:
                     continue
                 self.pushed.add(key)
-                httpx.post(self.console + "/api/anpr",
+                httpx.post(self.console + "/device/anpr",
                            json={"plate": rec.get("shown_plate") or rec["plate"],
-                                 "confidence": 0.95}, timeout=2)
+                                 "confidence": 0.95}, headers=self.device_auth, timeout=2)
                 if self.rear_camera:
-                    httpx.post(self.console + "/api/anpr",
+                    httpx.post(self.console + "/device/anpr",
                                json={"plate": rec["plate"], "confidence": 0.95,
-                                     "camera": "rear"}, timeout=2)
+                                     "camera": "rear"}, headers=self.device_auth, timeout=2)
 
     def play_operator(self) -> None:
         """A weighbridge operator who, once the alarm is recorded, lets a held truck go with a
@@ -165,9 +180,8 @@ class SimRun:
         if not st.get("weighed"):
             return  # only a weighed, held truck may be released by hand (issue 12)
         self.overridden.add(st["txn"])
-        r = httpx.post(self.console + "/api/override", json={
-            "action": "manual_barrier_up", "operator": "测试员", "reason": "核实后放行（测试）"},
-            timeout=2)
+        r = self.operator_client().post(self.console + "/api/override", json={
+            "action": "manual_barrier_up", "reason": "核实后放行（测试）"}, timeout=2)
         assert r.status_code == 200, r.text
 
     def run_until(self, done: Any, timeout: float, operator: bool = False) -> None:

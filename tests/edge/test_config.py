@@ -114,9 +114,10 @@ def test_cli_run_refuses_a_missing_key(tmp_path: Path) -> None:
 
 
 def test_cli_help_has_examples() -> None:
-    for cmd in ("check-config", "run"):
-        r = cli(cmd, "--help")
-        assert "Example:" in r.stdout
+    for cmd in (("check-config",), ("run",), ("user", "add"), ("user", "passwd"),
+                ("user", "disable"), ("user", "list")):
+        r = cli(*cmd, "--help")
+        assert "Example:" in r.stdout, cmd
 
 
 @pytest.mark.parametrize("written", ["陕K·7X215", "陕K 7X215", "陕k7x215", "陕Ｋ７Ｘ２１５",

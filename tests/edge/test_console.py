@@ -59,12 +59,22 @@ class ScaleServer:
         conn.close()
 
 
-@pytest.fixture
-def agent(tmp_path: Path) -> Any:
+ANPR_SECRET = "anpr-secret-0123456789abcdef"
+PASSWORDS = {"zhangsan": "op-password-1", "lisi": "sup-password-2"}
+
+
+def start_agent(tmp_path: Path, console_extra: str = "") -> dict[str, Any]:
+    """A real agent on a real TCP scale stream, with an operator (zhangsan), a supervisor (lisi)
+    and an ANPR push secret; its JSON log lines go to tmp/agent.log."""
+    from edge_agent.accounts import AccountStore
+    from edge_agent.runtime import Log
     from ledger.keys import SignerKey, write_signer_file
 
     scale = ScaleServer()
     write_signer_file(tmp_path / "site.key", SignerKey.generate("console-site"))
+    secret = tmp_path / "anpr.secret"
+    secret.write_text(ANPR_SECRET + "\n", encoding="utf-8")
+    secret.chmod(0o600)
     (tmp_path / "site.toml").write_text(f"""
 [site]
 id = "console-site"
@@ -78,6 +88,8 @@ host = "127.0.0.1"
 port = {scale.port}
 [io]
 kind = "none"
+[camera]
+push_secret_file = "anpr.secret"
 [policy]
 stability_window_ms = 500
 [[vehicles]]
@@ -85,15 +97,21 @@ plate = "陕K12345"
 axles = 6
 [console]
 port = 0
+accounts = "accounts.sqlite"
+{console_extra}
 """, encoding="utf-8")
     cfg = load_config(tmp_path / "site.toml")
-    holder: dict[str, Any] = {}
+    store = AccountStore(cfg.console.accounts)
+    store.add("zhangsan", "operator", PASSWORDS["zhangsan"])
+    store.add("lisi", "supervisor", PASSWORDS["lisi"])
+    holder: dict[str, Any] = {"log_path": tmp_path / "agent.log"}
+    log_file = open(holder["log_path"], "a", encoding="utf-8")  # noqa: SIM115
 
     def run() -> None:
         from edge_agent.runtime import Agent
 
         async def main() -> None:
-            a = Agent(cfg)
+            a = Agent(cfg, log=Log(log_file))
             holder["agent"], holder["loop"] = a, asyncio.get_running_loop()
             await a.run()
 
@@ -107,16 +125,50 @@ port = 0
         time.sleep(0.05)
     holder["scale"] = scale
     holder["url"] = f"http://127.0.0.1:{holder['agent'].console_port}"
+
+    def stop() -> None:
+        if not t.is_alive():
+            return
+        holder["loop"].call_soon_threadsafe(holder["agent"].stopping.set)
+        t.join(timeout=20)
+        scale.stop = True
+        log_file.close()
+
+    holder["stop"] = stop
+    return holder
+
+
+def log_lines(agent: dict[str, Any]) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in agent["log_path"].read_text("utf-8").splitlines()]
+
+
+def login(url: str, name: str) -> httpx.Client:
+    """An httpx client logged in as ``name``, sending the session's anti-CSRF token."""
+    c = httpx.Client(base_url=url, timeout=20)
+    r = c.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
+    assert r.status_code == 200, r.text
+    c.headers["X-CSRF-Token"] = r.json()["csrf"]
+    return c
+
+
+def push_plate(url: str, plate: str) -> httpx.Response:
+    return httpx.post(url + "/device/anpr", json={"plate": plate, "confidence": 0.97},
+                      headers={"Authorization": f"Bearer {ANPR_SECRET}"}, timeout=20)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Any:
+    holder = start_agent(tmp_path)
     yield holder
-    holder["loop"].call_soon_threadsafe(holder["agent"].stopping.set)
-    t.join(timeout=20)
-    scale.stop = True
+    holder["stop"]()
 
 
 def test_console_shows_a_weighing_and_prints_a_slip(agent: Any, tmp_path: Path) -> None:
     url = agent["url"]
     agent["scale"].kg = 15200
-    httpx.post(url + "/api/anpr", json={"plate": "陕K12345", "confidence": 0.97})
+    assert push_plate(url, "陕K12345").status_code == 200
     end = time.monotonic() + 20
     while not httpx.get(url + "/api/transactions").json():
         assert time.monotonic() < end, httpx.get(url + "/api/state").json()
@@ -155,13 +207,36 @@ def test_console_shows_a_weighing_and_prints_a_slip(agent: Any, tmp_path: Path) 
 
 def test_override_needs_a_reason_and_is_recorded(agent: Any) -> None:
     url = agent["url"]
-    r = httpx.post(url + "/api/override", json={"action": "manual_barrier_up",
-                                                "operator": "张三", "reason": ""})
+    op, sup = login(url, "zhangsan"), login(url, "lisi")
+    r = op.post("/api/override", json={"action": "manual_barrier_up", "reason": ""})
     assert r.status_code == 422
-    r = httpx.post(url + "/api/override", json={"action": "manual_plate", "operator": "张三",
-                                                "reason": "车牌污损", "plate": "陕K12345"})
+    # The operator is the account: a typed name is refused, not recorded.
+    r = op.post("/api/override", json={"action": "manual_barrier_up", "operator": "王五",
+                                       "reason": "核实后放行"})
+    assert r.status_code == 422
+    r = op.post("/api/override", json={"action": "manual_plate", "reason": "车牌污损",
+                                       "plate": "陕K12345"})
     assert r.status_code == 409 and "truck on the platform" in r.json()["detail"]
-    r = httpx.post(url + "/api/override", json={"action": "void", "operator": "张三",
-                                                "reason": "误操作", "txn": "console-site-x-1"})
+    # A void takes a weighing out of the record: supervisors only.
+    r = op.post("/api/override", json={"action": "void", "reason": "误操作",
+                                       "txn": "console-site-x-1"})
+    assert r.status_code == 403 and "supervisor" in r.json()["detail"]
+    r = sup.post("/api/override", json={"action": "void", "reason": "误操作",
+                                        "txn": "console-site-x-1"})
     assert r.status_code == 200
+    end = time.monotonic() + 20
+    while True:
+        voids = [e for e in log_lines(agent) if e.get("msg") == "entry"
+                 and e.get("action") == "void"]
+        if voids:
+            break
+        assert time.monotonic() < end, "no void entry was written to the ledger within 20 s"
+        time.sleep(0.1)
     assert httpx.get(url + "/slip/999").status_code == 404
+    from ledger.store import LedgerStore
+
+    agent["stop"]()
+    with LedgerStore.open(agent["log_path"].parent / "ledger.sqlite",
+                          site="console-site") as st:
+        bodies = [se.entry.body for se in st.iter_entries() if se.entry.body.get("action")]
+    assert any(b["action"] == "void" and b["operator"] == "lisi" for b in bodies), bodies

@@ -44,8 +44,9 @@ class ReaderRun(SimRun):
         for rec in self.truth():
             if rec.get("event") == "arrived" and (rec["plate"], rec["t"]) not in self.pushed:
                 self.pushed.add((rec["plate"], rec["t"]))
-                httpx.post(self.console + "/api/anpr", json={
-                    "plate": rec["plate"], "confidence": 0.95, "camera": "rear"}, timeout=2)
+                httpx.post(self.console + "/device/anpr", json={
+                    "plate": rec["plate"], "confidence": 0.95, "camera": "rear"},
+                    headers=self.device_auth, timeout=2)
 
 
 @pytest.fixture
@@ -113,7 +114,8 @@ shown_plate = "陕K99999"
     r.run_until(lambda: httpx.get(r.console + "/api/state").json()["decision"] is not None, 90)
     st = httpx.get(r.console + "/api/state").json()
     assert st["decision"]["decision"] == "hold", st
-    bad = httpx.post(r.console + "/api/anpr", json={"AlarmInfoPlate": {"heartbeat": 1}})
+    bad = httpx.post(r.console + "/device/anpr", json={"AlarmInfoPlate": {"heartbeat": 1}},
+                     headers=r.device_auth)
     assert bad.status_code == 422 and "PlateResult" in bad.json()["detail"]
     assert "plate_mismatch" in st["decision"]["reasons"], st
     assert r.stop_agent() == 0, r.agent_log()

@@ -117,8 +117,8 @@ def test_overload_is_never_released_toledo_tcp(run: Any) -> None:
     time.sleep(1.0)
     st = httpx.get(r.console + "/api/state").json()
     assert st["decision"]["reasons"] == ["overload"]
-    resp = httpx.post(r.console + "/api/override", json={
-        "action": "manual_barrier_up", "operator": "测试员", "reason": "司机要求放行"})
+    resp = r.operator_client().post(r.console + "/api/override", json={
+        "action": "manual_barrier_up", "reason": "司机要求放行"})
     assert resp.status_code == 409 and "overload" in resp.json()["detail"]
     assert r.stop_agent() == 0
     entries = r.entries()
@@ -186,8 +186,8 @@ def test_power_cut_mid_transaction_neither_duplicates_nor_loses(run: Any) -> Non
         # Typed while the gate waits for a plate — or once it has held the truck as plate_unread.
         if st["plate"] is None and (st["state"] == "identify" or st.get("plate_prompt")):
             on = [e for e in r.truth() if e.get("event") == "on_platform"]
-            httpx.post(r.console + "/api/override", json={
-                "action": "manual_plate", "operator": "测试员", "reason": "断电后补录车牌",
+            r.operator_client().post(r.console + "/api/override", json={
+                "action": "manual_plate", "reason": "断电后补录车牌",
                 "plate": on[-1]["plate"]}, timeout=2)
         return r.sim_ended()
 

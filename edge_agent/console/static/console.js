@@ -23,6 +23,9 @@ const T = {
     plate_prompt: "车牌未能可靠识别：请核对车辆后录入车牌（须填写原因）",
     candidate: "识别候选", use_candidate: "填入车牌",
     devices: { scale: "仪表", io: "IO 模块" },
+    login: "登录", logout: "退出", open_lane: "空道抬杆（主管）",
+    roles: { operator: "司磅员", supervisor: "主管" },
+    logged_out: "登录已过期，请重新登录",
   },
   en: {
     title: "Weighbridge", offline: "offline", online: "online", weight: "Live weight",
@@ -50,11 +53,15 @@ const T = {
     plate_prompt: "The plate was not read reliably: check the truck and enter its plate (with a reason)",
     candidate: "Reader's candidate", use_candidate: "Use it",
     devices: { scale: "indicator", io: "IO module" },
+    login: "Log in", logout: "Log out", open_lane: "Open lane (supervisor)",
+    roles: { operator: "operator", supervisor: "supervisor" },
+    logged_out: "Your session has expired; log in again",
   },
 };
 const asked = new URLSearchParams(location.search).get("lang");
 let lang = (asked || document.documentElement.dataset.lang) === "en" ? "en" : "zh";
 let last = null;
+let me = { name: null };  // the logged-in account: name, role, csrf (anti-CSRF token)
 const $ = (id) => document.getElementById(id);
 const kg = (v) => (v === null || v === undefined ? "—" : v.toLocaleString("en-US") + " kg");
 
@@ -66,6 +73,7 @@ function applyLang() {
     if (typeof v === "string") el.textContent = v;
   });
   $("lang").textContent = lang === "zh" ? "English" : "中文";
+  showUser();
   if (last) render(last);
   loadRows();
 }
@@ -115,6 +123,42 @@ function render(s) {
   }
 }
 
+function showUser() {
+  const t = T[lang];
+  const inside = !!me.name;
+  $("login-link").hidden = inside;
+  $("logout").hidden = !inside;
+  $("user").hidden = !inside;
+  $("user").textContent = inside ? me.name + " · " + (t.roles[me.role] || me.role) : "";
+  $("actions").hidden = !inside;
+  document.querySelectorAll("option.supervisor").forEach((o) => {
+    o.hidden = me.role !== "supervisor";
+    o.disabled = me.role !== "supervisor";
+  });
+}
+
+async function loadSession() {
+  const r = await fetch("/api/session", { cache: "no-store" });
+  me = r.ok ? await r.json() : { name: null };
+  if (!me.name && me.reads_need_login) { location.href = "/login"; return; }
+  showUser();
+}
+
+// Every state-changing request: JSON with the session's anti-CSRF token.
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf || "" },
+    body: JSON.stringify(body),
+  });
+  if (r.status === 401) {
+    me = { name: null };
+    showUser();
+    $("override-result").className = "err";
+    $("override-result").textContent = T[lang].logged_out;
+  }
+  return r;
+}
+
 async function loadRows() {
   const r = await fetch("/api/transactions");
   if (!r.ok) return;
@@ -162,9 +206,8 @@ $("override").addEventListener("submit", async (e) => {
   e.preventDefault();
   const f = new FormData(e.target);
   const body = Object.fromEntries([...f.entries()].filter(([, v]) => v !== ""));
-  const r = await fetch("/api/override", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
+  const r = await post("/api/override", body);
+  if (r.status === 401) return;
   const j = await r.json();
   $("override-result").textContent = r.ok ? T[lang].done
     : (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail));
@@ -175,15 +218,12 @@ $("use-candidate").addEventListener("click", () => {
   const f = $("override");
   f.elements.action.value = "manual_plate";
   f.elements.plate.value = last && last.plate_candidate ? last.plate_candidate.plate : "";
-  f.elements.operator.focus();
+  f.elements.reason.focus();
 });
 $("scan").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = e.target.elements.text;
-  await fetch("/api/scan", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text: input.value }),
-  });
+  await post("/api/scan", { text: input.value });
   input.value = "";
 });
 setInterval(() => {
@@ -191,5 +231,9 @@ setInterval(() => {
   img.style.visibility = "visible";
   img.src = "/api/snapshot.jpg?t=" + Date.now();
 }, 5000);
+$("logout").addEventListener("click", async () => {
+  await post("/api/logout", {});
+  location.href = "/login" + (lang === "en" ? "?lang=en" : "");
+});
 applyLang();
-connect();
+loadSession().then(connect);
