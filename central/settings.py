@@ -69,6 +69,11 @@ class RuleSettings(_Section):
     # Whether a ticket is required when the site has not announced its policy in a `config`
     # entry (gates write one at every start). False, like the gate's own default policy.
     ticket_required_default: bool = False
+    # The central's own re-check of a weighing against its ticket (ticket_mismatch "net"):
+    # the weighed net may lie ± this percent of the ticket's planned net, or ± this many kg,
+    # whichever is larger. The same defaults as the gate's policy (edge_agent/gate/policy.py).
+    net_tolerance_pct: float = Field(default=5.0, ge=0, le=100)
+    net_tolerance_kg: int = Field(default=500, ge=0)
 
 
 class TicketsSection(_Section):

@@ -93,7 +93,7 @@ def test_new_alarm_appears_within_two_seconds_without_reload_and_sounds(page, tm
     browser, _, gate, ingestor = page
     browser.eval("window.__notReloaded = true")
     beeps = browser.eval("window.coalgateBeeps")
-    gate.truck("陕K99999", released=False)
+    gate.truck("陕K99999", released=False, ticket=None)  # no unissued ticket to re-check
     gate.push(ingestor)  # committed server-side: the page must show it on its own
     took = browser.wait_for(
         "[...document.querySelectorAll('#alarms tr')].some(r => r.innerText.includes('逃逸'))",
