@@ -54,6 +54,10 @@ class ApiSettings(_Section):
     offline_sweep_s: float = Field(default=15.0, gt=0)
     # Keep-alive comment on the SSE stream so proxies do not close an idle connection.
     sse_ping_s: float = Field(default=15.0, gt=0)
+    # The largest request body the API accepts (413 above it, checked before reading; a body
+    # is only read at all once the bearer token is found valid). Ticket issuance, the largest
+    # legitimate body, is well under 4 KiB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 class RuleSettings(_Section):

@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 
 from central.api.deps import Conn, Reader, SettingsDep
 from central.api.schemas import TonnageOut, TonnageRow
@@ -27,6 +27,11 @@ def daily(
     weighing never counts."""
     zone = ZoneInfo(settings.timezone)
     day = day or datetime.now(zone).date()
+    if not date.min < day < date.max:
+        # The day's bounds in UTC lie outside what a datetime can hold.
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"day={day.isoformat()}: choose a day between 0001-01-02 and "
+                            "9999-12-30")
     start = datetime.combine(day, time(), zone)
     end = datetime.combine(day + timedelta(days=1), time(), zone)
     where = ("w.pass IN ('gross', 'one_pass') AND w.voided_seq IS NULL"
