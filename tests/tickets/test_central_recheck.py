@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,7 +23,11 @@ from fastapi.testclient import TestClient
 
 from central.ingest.worker import Ingestor
 from central.tickets.settings import TicketSettings
+from edge_agent.sync.mqtt import MqttSettings, make_client
+from edge_agent.sync.protocol import LedgerBatch, topic
 from ledger.keys import SignerKey
+from tests.central.sync_helpers import start_worker, unique, wait_until
+from tests.support.broker import system_broker
 from tests.support.pg import make_database
 from tests.tickets.central_support import (
     ENT_A,
@@ -37,10 +42,12 @@ from tests.tickets.central_support import (
 ROOT = SignerKey("bureau-root", bytes(range(100, 132)))
 WITNESS = SignerKey("coalgate-central", bytes(range(50, 82)))
 PLATE = "陕K8A3B2"
+__all__ = ["system_broker"]  # the Mosquitto fixture, for the end-to-end test below
 
 
 @dataclass
 class World:
+    url: str
     client: TestClient
     conn: psycopg.Connection[Any]
     ingestor: Ingestor
@@ -59,7 +66,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         with TestClient(app) as client, psycopg.connect(url, autocommit=True) as conn:
             # One gate per test, all of ENT_A, so tonnage and quota rows are per test.
-            gates = [Gate(f"S6108210{i}", tmp, ENT_A) for i in range(1, 7)]
+            gates = [Gate(f"S6108210{i}", tmp, ENT_A) for i in range(1, 8)]
             for g in gates:
                 g.enrol(conn)
             tokens = {r: make_token(url, r) for r in ("admin", "bureau")}
@@ -68,7 +75,8 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                             headers=auth(tokens["bureau"]))
             assert r.status_code == 201, r.text
             with psycopg.connect(url) as ingest_conn:
-                yield World(client, conn, make_ingestor(ingest_conn, WITNESS), tokens, gates)
+                yield World(url, client, conn, make_ingestor(ingest_conn, WITNESS), tokens,
+                            gates)
             for g in gates:
                 g.close()
     finally:
@@ -258,3 +266,49 @@ def test_hand_release_of_a_held_ticketed_truck_uses_the_ticket_once(w: World) ->
     sev = [a[2] for a in site_alarms(w, "override_release", g.site)]
     assert sev == ["warning", "info"]
     assert tonnage(w, g.site)["by_hand_net_kg"] == 34100
+
+
+def test_over_real_mosquitto_the_ingest_worker_counts_honestly_and_rechecks(
+    w: World, system_broker: MqttSettings, tmp_path: Path,
+) -> None:
+    """The same facts as above, sent as a gate sends them (ledger batches over MQTT) to the real
+    ingest worker: held → voided → released uses the ticket once by the released net, a "ticket
+    ok" for a wrong plate is flagged, and a hand release is an override alarm and tonnage by
+    hand."""
+    g = w.gate(6)
+    t = issue(w, g.site)
+    weigh(g, txn(g, 1), decision="hold", net=41000, ticket=t["ticket_id"],
+          reasons=("net_mismatch",))
+    override(g, txn(g, 1), "void")
+    released = weigh(g, txn(g, 2), decision="release", net=34200, ticket=t["ticket_id"])
+    wrong = weigh(g, txn(g, 3), decision="release", net=34000, ticket=t["ticket_id"],
+                  plate="陕K99999")  # the gate said "ok" (no reasons) for another truck
+    weigh(g, txn(g, 4), decision="hold", net=29000, ticket=None, plate="陕K55555",
+          reasons=("no_ticket",))
+    up = override(g, txn(g, 4), "manual_barrier_up")
+    worker = start_worker(w.url, system_broker, unique("recheck"), tmp_path)
+    client = make_client(system_broker, unique("gate-pub"))
+    client.connect(system_broker.host, system_broker.port)
+    client.loop_start()
+    try:
+        entries = tuple(g.store.iter_entries(0))
+        client.publish(topic(g.site, "ledger"), LedgerBatch(g.site, 0, entries).encode(),
+                       qos=1).wait_for_publish(30)
+        wait_until(lambda: bool(site_alarms(w, "override_release", g.site)), 60,
+                   "the ingest worker to store the batch and raise the override alarm")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        worker.halt()
+    # The wrong-plate use is a second use of the ticket: that is ticket_reused (one, for it),
+    # not for the held-then-voided weighing.
+    reused = site_alarms(w, "ticket_reused", g.site)
+    assert [a[1] for a in reused] == [wrong]
+    assert consumed(w, g.site)[0] == (34200, t["ticket_id"])
+    mismatch = {a[1]: a[3]["failed"] for a in site_alarms(w, "ticket_mismatch", g.site)}
+    assert mismatch.get(wrong) == ["plate"] and released not in mismatch
+    (rel,) = site_alarms(w, "override_release", g.site)
+    assert rel[1] == up and rel[2] == "warning"
+    row = tonnage(w, g.site)
+    assert (row["by_hand_net_kg"], row["by_hand_trucks"]) == (29000, 1)
+    assert row["net_kg"] == 34200 + 34000 + 29000
