@@ -9,18 +9,17 @@ weighing never consumes a ticket or quota, and a void takes a counted weighing b
 truck held, voided and weighed again uses its ticket once, by the released net. For every
 loaded weighing that names a ticket the central re-checks the ticket against its own table
 (``ticket_mismatch``: exists, validity window, plate, planned net within tolerance, issuing
-mine), whatever the gate said. For every counted weighing it
+mine), whatever the gate said; a voided ticket or one of another loading site is
+``invalid_ticket``; a loaded weighing without a ticket at a site that requires one (its latest
+``config`` entry, else ``ticket_required_default``) is ``no_ticket``, with the dedup key
+central.rules uses for the same fact, so the two land on one alarm. Every ``override`` entry
+raises its override-class alarm (central.rules.overrides). For every counted weighing it
 
 - consumes the mine's approved capacity by the **actual** net weighed (the ticket's quota
   period, else the weighing's month in China time) and raises ``over_production`` (超产) on the
   weighing that takes the month past capacity — under both quota policies;
 - records the ticket's use; a second use anywhere (two gates, or twice at one) raises
-  ``ticket_reused``; a use of a ticket voided before the weighing, or at another site than the
-  ticket's, raises ``invalid_ticket``; the use is queued for the ticket's gate as a ``used``
-  delta when it happened elsewhere;
-- raises ``no_ticket`` when the site requires a ticket (its latest ``config`` entry, else
-  ``ticket_required_default``) and the weighing has none. The dedup key is the one
-  central.rules uses for the same fact, so the two land on one alarm.
+  ``ticket_reused``; the use is queued for the ticket's other gates as a ``used`` delta.
 
 Everything is idempotent on (site, seq): a resent batch changes nothing. Nothing commits.
 """
