@@ -87,6 +87,12 @@ def test_the_token_is_checked_before_the_body_is_read(env: Env) -> None:
     status, body = _partial_post(env.port, {**headers, "Authorization": "Bearer cgt_forged"},
                                  b"{" + b" " * 1023)
     assert status == 401 and "invalid or revoked" in body["detail"]
+    # A chunked upload (no declared length, e.g. 400 MB streamed) without a token: 401 after
+    # its first chunk, the rest never sent.
+    status, body = _partial_post(env.port, {"Transfer-Encoding": "chunked",
+                                            "Content-Type": "application/json"},
+                                 b"400\r\n" + b" " * 1024 + b"\r\n")
+    assert status == 401 and "bearer token" in body["detail"]
 
 
 def test_a_chunked_upload_is_cut_off_at_the_limit(env: Env) -> None:
