@@ -121,6 +121,7 @@ def list_alarms(
     enterprise: str | None = None,
     states: Sequence[str] | None = None,
     codes: Sequence[str] | None = None,
+    category: str | None = None,
     after_id: int | None = None,
     before_id: int | None = None,
     limit: int = 100,
@@ -140,6 +141,10 @@ def list_alarms(
     if codes:
         where.append("code = ANY(%s)")
         args.append(list(codes))
+    if category is not None:
+        # A class is a code prefix (central.rules.overrides: override_release, ...).
+        where.append("starts_with(code, %s)")
+        args.append(f"{category}_")
     if after_id is not None:
         where.append("id > %s")
         args.append(after_id)

@@ -30,6 +30,7 @@ from central.alarms import raise_alarms
 from central.rules import Lookups, SiteRuleState, evaluate
 from central.settings import RuleSettings
 from central.tickets.reconcile import apply as reconcile_tickets
+from central.tickets.rules import NetTolerance
 from ledger.entry import Entry
 
 __all__ = ["apply"]
@@ -171,4 +172,5 @@ def apply(
     )
     raise_alarms(cur, outcome.alarms)
     reconcile_tickets(cur, site_id, entries,
-                      ticket_required_default=rules.ticket_required_default)
+                      ticket_required_default=rules.ticket_required_default,
+                      tolerance=NetTolerance(rules.net_tolerance_pct, rules.net_tolerance_kg))

@@ -54,6 +54,10 @@ class ApiSettings(_Section):
     offline_sweep_s: float = Field(default=15.0, gt=0)
     # Keep-alive comment on the SSE stream so proxies do not close an idle connection.
     sse_ping_s: float = Field(default=15.0, gt=0)
+    # The largest request body the API accepts (413 above it, checked before reading; a body
+    # is only read at all once the bearer token is found valid). Ticket issuance, the largest
+    # legitimate body, is well under 4 KiB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 class RuleSettings(_Section):
@@ -71,6 +75,11 @@ class RuleSettings(_Section):
     # Whether a ticket is required when the site has not announced its policy in a `config`
     # entry (gates write one at every start). False, like the gate's own default policy.
     ticket_required_default: bool = False
+    # The central's own re-check of a weighing against its ticket (ticket_mismatch "net"):
+    # the weighed net may lie ± this percent of the ticket's planned net, or ± this many kg,
+    # whichever is larger. The same defaults as the gate's policy (edge_agent/gate/policy.py).
+    net_tolerance_pct: float = Field(default=5.0, ge=0, le=100)
+    net_tolerance_kg: int = Field(default=500, ge=0)
 
 
 class TicketsSection(_Section):

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central import db
 from central.alarms import sweep_offline
+from central.api import limits
 from central.api.routers import alarms, proofs, sites, tokens, tonnage, weighings
 from central.api.stream import AlarmBroadcaster
 from central.settings import Settings
@@ -119,6 +120,7 @@ def create_app(
     )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    limits.install(app, max_bytes=settings.api.max_body_bytes, api_prefix=API_PREFIX)
     for router in (sites.router, weighings.router, alarms.router, proofs.router,
                    tonnage.router, tokens.router, *routers):
         app.include_router(router, prefix=API_PREFIX)

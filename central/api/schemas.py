@@ -168,8 +168,12 @@ class TonnageRow(BaseModel):
     site: str
     site_name: str
     coal_type: str | None = Field(description="null when the weighing named no coal type")
-    net_kg: int
+    net_kg: int = Field(description="net of every released load: by the gate's decision and "
+                                    "by hand (voided weighings never count)")
     trucks: int
+    by_hand_net_kg: int = Field(default=0, description="of net_kg: loads held by the gate and "
+                                                       "released by hand (operator override)")
+    by_hand_trucks: int = 0
 
 
 class TonnageOut(BaseModel):

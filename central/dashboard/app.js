@@ -109,6 +109,9 @@
     }
     if (d.tare_plate) parts.push(`≠ ${d.tare_plate}`);
     if (d.result) parts.push(d.result);
+    if (Array.isArray(d.failed)) parts.push(d.failed.map((c) => t(`chk_${c}`)).join("、"));
+    if (d.operator) parts.push(`${t("by")} ${d.operator}${d.role ? ` (${d.role})` : ""}`);
+    if (d.reason) parts.push(d.reason);
     if (d.message) parts.push(d.message);
     if (d.silent_s !== undefined) parts.push(`${Math.round(d.silent_s / 60)} min`);
     if (d.waiting_since) parts.push(`${t("waiting_since")} ${fmtTime(d.waiting_since)}`);
@@ -142,8 +145,10 @@
     const body = $("alarms");
     if (!body) return;
     const showResolved = $("show-resolved").checked;
+    const onlyOverrides = $("only-overrides").checked;
     const rows = [...alarms.values()]
       .filter((a) => showResolved || a.state !== "resolved")
+      .filter((a) => !onlyOverrides || a.code.startsWith("override_"))
       .sort((x, y) => y.id - x.id);
     body.replaceChildren(...rows.map(alarmRow));
     if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, t("none"))));
@@ -152,7 +157,8 @@
   }
 
   async function loadAlarms() {
-    const q = $("show-resolved").checked ? "" : "&state=open&state=acknowledged";
+    const q = ($("show-resolved").checked ? "" : "&state=open&state=acknowledged")
+      + ($("only-overrides").checked ? "&category=override" : "");
     const rows = await api(`/alarms?limit=200${q}`);
     alarms.clear();
     for (const a of rows) alarms.set(a.id, a);
@@ -314,18 +320,22 @@
   async function loadTonnage() {
     const body = await api("/tonnage/daily");
     $("tonnage-day").textContent = body.day;
-    let total = 0, trucks = 0;
+    let total = 0, trucks = 0, byHand = 0, handTrucks = 0;
     $("tonnage").replaceChildren(...body.rows.map((r) => {
       total += r.net_kg; trucks += r.trucks;
+      byHand += r.by_hand_net_kg; handTrucks += r.by_hand_trucks;
       return el("tr", {},
         el("td", {}, siteNames.get(r.site) || r.site_name || r.site),
         el("td", {}, r.coal_type || t("unknown_coal")),
         el("td", { class: "num" }, tonnes(r.net_kg)),
-        el("td", { class: "num" }, `${r.trucks}`));
+        el("td", { class: "num" }, `${r.trucks}`),
+        el("td", { class: `num by-hand ${r.by_hand_trucks ? "hot" : ""}` },
+          r.by_hand_trucks ? `${tonnes(r.by_hand_net_kg)} (${r.by_hand_trucks})` : "—"));
     }));
-    if (!body.rows.length) $("tonnage").append(el("tr", {}, el("td", { colspan: 4, class: "empty" }, t("none"))));
+    if (!body.rows.length) $("tonnage").append(el("tr", {}, el("td", { colspan: 5, class: "empty" }, t("none"))));
     $("tonnage-total").textContent = tonnes(total);
     $("tonnage-trucks").textContent = `${trucks}`;
+    $("tonnage-by-hand").textContent = handTrucks ? `${tonnes(byHand)} (${handTrucks})` : "—";
   }
 
   // --- weighing search --------------------------------------------------------------------
@@ -420,6 +430,7 @@
     $("logout").addEventListener("click", () => { store.removeItem("coalgate.token"); showLogin(""); });
     $("login-form").addEventListener("submit", (e) => { e.preventDefault(); start($("token").value.trim()); });
     $("show-resolved").addEventListener("change", () => loadAlarms());
+    $("only-overrides").addEventListener("change", () => loadAlarms());
     $("search-form").addEventListener("submit", (e) => search(e));
     $("more").addEventListener("click", () => search(null, true));
     $("resolve-form").addEventListener("submit", submitResolve);

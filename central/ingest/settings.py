@@ -25,6 +25,11 @@ class IngestSettings:
     witness_name: str = "coalgate-central"
     share_group: str = "ingest"
     client_id: str | None = None  # default: ingest-<host>-<pid>
+    # Retention of rejected messages (rejected_messages): older than this many days, or beyond
+    # the newest this many rows, they are deleted; checked every rejected_prune_s seconds.
+    rejected_keep_days: int = 30
+    rejected_keep_max: int = 100_000
+    rejected_prune_s: float = 3600.0
 
 
 def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -50,6 +55,15 @@ def settings_from_mapping(doc: dict[str, Any], *, base: Path) -> IngestSettings:
             raise ConfigError(f"Expected a non-empty string for [{key}], got {value!r}")
     if client_id is not None and not isinstance(client_id, str):
         raise ConfigError(f"Expected a string for [ingest].client_id, got {client_id!r}")
+    retention: dict[str, Any] = {}
+    for key, low in (("rejected_keep_days", 1), ("rejected_keep_max", 1),
+                     ("rejected_prune_s", 1)):
+        if key not in ingest:
+            continue
+        value = ingest[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise ConfigError(f"[ingest].{key} must be a number >= {low}, got {value!r}")
+        retention[key] = float(value) if key == "rejected_prune_s" else int(value)
     if "/" in group or "+" in group or "#" in group:
         raise ConfigError(f"[ingest].share_group {group!r} may not contain '/', '+' or '#'")
     key_path = Path(key_file)
@@ -67,6 +81,7 @@ def settings_from_mapping(doc: dict[str, Any], *, base: Path) -> IngestSettings:
         witness_name=name,
         share_group=group,
         client_id=client_id,
+        **retention,
     )
 
 

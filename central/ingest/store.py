@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -28,6 +28,8 @@ __all__ = [
     "store_entries",
     "raise_alarm",
     "record_reject",
+    "prune_rejected",
+    "clip",
     "get_checkpoint",
     "store_checkpoint",
     "update_status",
@@ -37,6 +39,21 @@ __all__ = [
 Cursor = psycopg.Cursor[Any]
 # Rejected payloads are kept for forensics, but not without bound.
 _MAX_REJECT_PAYLOAD = 64 * 1024
+# Error text and topics from a refused message can carry whatever the sender put in a field
+# (a 6 MB string, say): stored and logged only this long.
+MAX_TEXT = 2000
+
+
+def clip(text: object, limit: int = MAX_TEXT) -> str:
+    """``text`` as a string of at most about ``limit`` characters, saying how much was cut."""
+    s = str(text)
+    if len(s) <= limit:
+        return s
+    return f"{s[:limit]}… [{len(s) - limit} more characters cut]"
+
+
+def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    return {k: clip(v) if isinstance(v, str) else v for k, v in detail.items()}
 
 
 @dataclass(frozen=True)
@@ -160,8 +177,8 @@ def raise_alarm(cur: Cursor, site: str, draft: AlarmDraft) -> bool:
         " SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS ("
         "  SELECT 1 FROM alarms WHERE site = %s AND code = %s"
         "  AND seq IS NOT DISTINCT FROM %s AND state = 'open')",
-        (site, draft.code, draft.severity, draft.seq, draft.txn, Jsonb(draft.detail),
-         site, draft.code, draft.seq),
+        (site, draft.code, draft.severity, draft.seq, draft.txn,
+         Jsonb(_clip_detail(dict(draft.detail))), site, draft.code, draft.seq),
     )
     return cur.rowcount == 1
 
@@ -172,8 +189,22 @@ def record_reject(
     cur.execute(
         "INSERT INTO rejected_messages (site, topic, reason, detail, payload)"
         " VALUES (%s, %s, %s, %s, %s)",
-        (site, topic, reason, detail, payload[:_MAX_REJECT_PAYLOAD]),
+        (site, clip(topic, 1000), clip(reason, 200), clip(detail), payload[:_MAX_REJECT_PAYLOAD]),
     )
+
+
+def prune_rejected(cur: Cursor, now: datetime, *, keep_days: int, keep_max: int) -> int:
+    """Delete rejected messages older than ``keep_days`` and beyond the newest ``keep_max``;
+    returns how many were deleted. Safe from several workers at once (plain deletes)."""
+    cur.execute("DELETE FROM rejected_messages WHERE received_at < %s",
+                (now - timedelta(days=keep_days),))
+    old = cur.rowcount
+    cur.execute(
+        "DELETE FROM rejected_messages WHERE id < ("
+        " SELECT id FROM rejected_messages ORDER BY id DESC OFFSET %s LIMIT 1)",
+        (max(0, keep_max - 1),),
+    )
+    return old + cur.rowcount
 
 
 def get_checkpoint(cur: Cursor, site: str, size: int | None) -> StoredCheckpoint | None:

@@ -109,7 +109,7 @@ class Ingestor:
         try:
             site, channel = site_from_topic(topic_name)
         except ProtocolError as exc:
-            log.error("ignoring message: %s", exc)
+            log.error("ignoring message: %s", store.clip(exc))
             self.stats.malformed += 1
             return []
         try:
@@ -121,7 +121,8 @@ class Ingestor:
                 return self._status(site, topic_name, payload, retained)
         except ProtocolError as exc:
             self.stats.malformed += 1
-            log.error("malformed %s message on %s: %s", channel, topic_name, exc)
+            log.error("malformed %s message on %s: %s", channel, store.clip(topic_name, 200),
+                      store.clip(exc))
             self._reject(site, topic_name, "malformed", str(exc), payload)
             return []
         return []
@@ -145,7 +146,8 @@ class Ingestor:
             if batch.site != site and outcome.rejected is None and outcome.accepted:
                 # The envelope lies about the site although the entries match the topic:
                 # entries decide; note it.
-                log.warning("batch envelope names site %r on topic of %r", batch.site, site)
+                log.warning("batch envelope names site %r on topic of %r",
+                            store.clip(batch.site, 100), site)
             store.store_entries(cur, site, outcome.accepted)
             if outcome.accepted and self._projector is not None:
                 self._project(cur, site, outcome.accepted)
@@ -153,7 +155,7 @@ class Ingestor:
                 self._alarm(cur, site, alarm)
             if outcome.rejected is not None:
                 reason, detail = outcome.rejected
-                log.error("site %s: refused entry: %s", site, detail)
+                log.error("site %s: refused entry: %s", site, store.clip(detail))
                 store.record_reject(cur, site, topic_name, reason, detail, payload)
                 self.stats.rejected += 1
             verified = outcome.verified_seq_after
@@ -210,10 +212,10 @@ class Ingestor:
                 store.record_reject(cur, site, topic_name, str(decision.alarm.detail["reason"]),
                                     decision.message, payload)
                 self.stats.rejected += 1
-                log.error("site %s: %s", site, decision.message)
+                log.error("site %s: %s", site, store.clip(decision.message))
                 return []
             else:  # pending: the edge sends it again once its entries are acked
-                log.info("site %s: %s", site, decision.message)
+                log.info("site %s: %s", site, store.clip(decision.message))
                 return []
         return [(topic(site, "ack"), Ack(row.verified_seq, decision_cosigned).encode())]
 
@@ -255,7 +257,7 @@ class Ingestor:
     def _alarm(self, cur: psycopg.Cursor[Any], site: str, alarm: AlarmDraft) -> None:
         if store.raise_alarm(cur, site, alarm):
             log.warning("site %s: alarm %s (seq %s): %s", site, alarm.code, alarm.seq,
-                        alarm.detail.get("message"))
+                        store.clip(alarm.detail.get("message")))
 
     def _reject(self, site: str | None, topic_name: str, reason: str, detail: str,
                 payload: bytes) -> None:
@@ -263,11 +265,11 @@ class Ingestor:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 store.record_reject(cur, site, topic_name, reason, detail, payload)
         except psycopg.Error as exc:
-            log.error("could not record rejected message: %s", exc)
+            log.error("could not record rejected message: %s", store.clip(exc))
 
     def _reject_in(self, cur: psycopg.Cursor[Any], site: str, topic_name: str, reason: str,
                    detail: str, payload: bytes) -> None:
-        log.error("%s: %s", topic_name, detail)
+        log.error("%s: %s", store.clip(topic_name, 200), store.clip(detail))
         self.stats.rejected += 1
         store.record_reject(cur, None, topic_name, reason, detail, payload)
 
@@ -370,7 +372,7 @@ def run_ingest(
                 return
             except Exception:
                 log.exception("unexpected error handling %s; message dropped, ingest continues",
-                              msg.topic)
+                              store.clip(msg.topic, 200))
                 if ingestor.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     ingestor.conn.rollback()
                 return
@@ -382,12 +384,32 @@ def run_ingest(
     connect_async(client, settings.mqtt)
     client.loop_start()
     try:
-        stop.wait()
+        # Rejected messages are kept for forensics, but not for ever (retention settings).
+        while True:
+            with lock:
+                _prune_rejected(ingestor, settings)
+            if stop.wait(settings.rejected_prune_s):
+                break
     finally:
         client.disconnect()
         client.loop_stop()
         conn.close()
     return ingestor.stats
+
+
+def _prune_rejected(ingestor: Ingestor, settings: IngestSettings) -> None:
+    try:
+        with ingestor.conn.transaction(), ingestor.conn.cursor() as cur:
+            gone = store.prune_rejected(cur, datetime.now(UTC),
+                                        keep_days=settings.rejected_keep_days,
+                                        keep_max=settings.rejected_keep_max)
+    except psycopg.Error as exc:
+        log.error("could not clean up rejected messages: %s (next try in %s s)",
+                  store.clip(exc), settings.rejected_prune_s)
+        return
+    if gone:
+        log.info("deleted %d rejected messages (older than %d days or beyond the newest %d)",
+                 gone, settings.rejected_keep_days, settings.rejected_keep_max)
 
 
 def _reconnect(ingestor: Ingestor, dsn: str) -> None:

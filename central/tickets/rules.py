@@ -16,7 +16,7 @@ consumed by the *actual* net weight weighed at the gate, never by a ticket's pla
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +34,10 @@ __all__ = [
     "check_reuse",
     "find_reuses",
     "check_ticket_required",
+    "IssuedTicket",
+    "NetTolerance",
+    "TicketCheck",
+    "recheck_ticket",
 ]
 
 QuotaPolicy = Literal["monitor", "enforce"]
@@ -260,3 +264,78 @@ def check_ticket_required(w: WeighingFacts, *, ticket_required: bool) -> RuleAla
         w.site,
         {"txn": w.txn, "seq": w.seq, "plate": w.plate},
     )
+
+
+# --- The central's own re-check of a ticket named by a weighing (issue 12) -----------------
+
+TicketCheck = Literal["exists", "validity", "plate", "net", "enterprise"]
+
+
+@dataclass(frozen=True)
+class IssuedTicket:
+    """The central's record of a ticket: the fields a weighing is checked against."""
+
+    ticket_id: str
+    enterprise: str
+    site: str  # the loading site the ticket names
+    plate: str
+    planned_net_kg: int
+    valid_from: datetime
+    valid_to: datetime
+    voided_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NetTolerance:
+    """How far the weighed net may lie from the ticket's planned net: ± ``pct`` percent of the
+    planned net or ± ``kg``, whichever is larger (the gate's default policy is 5 % / 500 kg)."""
+
+    pct: float = 5.0
+    kg: int = 500
+
+    def allowed(self, planned_kg: int) -> int:
+        return max(self.kg, int(planned_kg * self.pct / 100))
+
+
+def recheck_ticket(
+    ticket: IssuedTicket | None,
+    *,
+    at: datetime,
+    plate: str | None,
+    net_kg: int | None,
+    enterprise: str | None,
+    tolerance: NetTolerance,
+    normalise: Callable[[str], str | None],
+) -> dict[TicketCheck, dict[str, Any]]:
+    """The checks a weighing at ``at`` fails against the central's own ticket table, each with
+    what was expected and what was found. Empty: the ticket fits.
+
+    Checked: the ticket exists; ``at`` lies in its validity window; the plate (both sides
+    normalised, so ``陕K·7X215`` is ``陕K7X215``); the net within ``tolerance`` of the planned
+    net (only when the weighing has a net); the issuing mine is the gate's enterprise. A voided
+    ticket and a ticket of another loading site are ``invalid_ticket`` (revoked / wrong_site),
+    raised by the reconciliation as before, so they are not repeated here.
+    """
+    if ticket is None:
+        return {"exists": {"expected": "a ticket the central issued", "found": None}}
+    failed: dict[TicketCheck, dict[str, Any]] = {}
+    if not ticket.valid_from <= at <= ticket.valid_to:
+        failed["validity"] = {"valid_from": _utc(ticket.valid_from),
+                              "valid_to": _utc(ticket.valid_to), "weighed_at": _utc(at)}
+    if plate is not None:
+        ours = normalise(ticket.plate) or ticket.plate
+        read = normalise(plate) or plate
+        if ours != read:
+            failed["plate"] = {"expected": ours, "found": read}
+    if net_kg is not None:
+        allowed = tolerance.allowed(ticket.planned_net_kg)
+        if abs(net_kg - ticket.planned_net_kg) > allowed:
+            failed["net"] = {"planned_net_kg": ticket.planned_net_kg, "net_kg": net_kg,
+                             "tolerance_kg": allowed}
+    if enterprise is not None and ticket.enterprise != enterprise:
+        failed["enterprise"] = {"expected": enterprise, "found": ticket.enterprise}
+    return failed
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -110,7 +110,7 @@ class Listener:
 def test_new_alarm_reaches_the_stream_within_two_seconds(env: Env):
     listener = Listener(env.base, env.tokens["bureau"])
     try:
-        txn = env.a.truck("陕K55555", released=False)
+        txn = env.a.truck("陕K55555", released=False, ticket=None)
         env.a.push(env.ingestor)  # commits; the trigger notifies; the stream reads
         kind, ident, alarm = listener.next(2.0)
         assert kind == "alarm" and alarm["site"] == "live-a" and alarm["txn"] == txn
@@ -124,9 +124,10 @@ def test_new_alarm_reaches_the_stream_within_two_seconds(env: Env):
 def test_enterprise_stream_carries_only_its_sites(env: Env):
     mine = Listener(env.base, env.tokens["ent_b"])
     try:
-        env.a.truck("陕K66666", gross=60000, limit=49000)  # overload at someone else's site
+        # overload at someone else's site (no ticket: nothing for the central to re-check)
+        env.a.truck("陕K66666", gross=60000, limit=49000, ticket=None)
         env.a.push(env.ingestor)
-        env.b.truck("晋A77777", gross=60000, limit=49000)
+        env.b.truck("晋A77777", gross=60000, limit=49000, ticket=None)
         env.b.push(env.ingestor)
         got = mine.alarms(1.5)
         assert got and {a["site"] for a in got} == {"live-b"}
@@ -137,14 +138,14 @@ def test_enterprise_stream_carries_only_its_sites(env: Env):
 
 def test_reconnecting_with_last_event_id_misses_nothing(env: Env):
     first = Listener(env.base, env.tokens["bureau"])
-    env.a.truck("陕K80001", gross=60000, limit=49000)
+    env.a.truck("陕K80001", gross=60000, limit=49000, ticket=None)
     env.a.push(env.ingestor)
     seen = first.alarms(1.0)
     first.close()
     last = max(a["id"] for a in seen)
     # While nobody listens, two more cheats.
-    env.a.truck("陕K80002", gross=60000, limit=49000)
-    env.a.truck("陕K80003", gross=60000, limit=49000)
+    env.a.truck("陕K80002", gross=60000, limit=49000, ticket=None)
+    env.a.truck("陕K80003", gross=60000, limit=49000, ticket=None)
     env.a.push(env.ingestor)
     again = Listener(env.base, env.tokens["bureau"], {"Last-Event-ID": str(last)})
     try:

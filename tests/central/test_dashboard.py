@@ -97,7 +97,7 @@ def test_new_alarm_appears_within_two_seconds_without_reload_and_sounds(page, tm
     browser, _, gate, ingestor = page
     browser.eval("window.__notReloaded = true")
     beeps = browser.eval("window.coalgateBeeps")
-    gate.truck("陕K99999", released=False)
+    gate.truck("陕K99999", released=False, ticket=None)  # no unissued ticket to re-check
     gate.push(ingestor)  # committed server-side: the page must show it on its own
     took = browser.wait_for(
         "[...document.querySelectorAll('#alarms tr')].some(r => r.innerText.includes('逃逸'))",
@@ -200,3 +200,34 @@ def test_stalled_gate_shows_minutes_without_weighing_instead_of_online(page, tmp
     browser.wait_for(f"{row}.innerText.includes('在线') && {row}.className === 'up'", 15,
                      "the site back to 在线 (the dashboard refreshes its sites every 10 s)")
     assert browser.eval(f"{row}.querySelector('.dot').className") == "dot on"
+
+
+def test_override_filter_and_tonnage_released_by_hand(page):
+    """A held truck released by hand: an override alarm the bureau can filter for, and its
+    load in the tonnage table's by-hand column."""
+    browser, server, gate, ingestor = page
+    txn = gate.txn()
+    gate.append("weighing", {
+        "txn": txn, "pass": "one_pass", "plate": "陕K77777", "plate_conf_pm": 960,
+        "plate_source": "anpr", "axles": 6, "weight_kg": 45000, "gross_kg": 45000,
+        "tare_kg": 15000, "net_kg": 30000, "tare_source": "stored", "tare_seq": None,
+        "ticket_id": None, "limit_kg": 49000, "decision": "hold", "reasons": ["no_ticket"],
+        "stable_ms": 3000, "snapshot_sha256": None, "coal_type": "块煤"})
+    gate.append("override", {"txn": txn, "action": "manual_barrier_up", "operator": "李四",
+                             "role": "supervisor", "reason": "票据系统故障，电话核实"})
+    gate.push(ingestor)
+    browser.wait_for("!!document.querySelector('#alarms tr[data-code=override_release]')", 10,
+                     "the hand release to appear as an override alarm")
+    row = browser.eval("document.querySelector('#alarms tr[data-code=override_release]')"
+                       ".innerText")
+    assert "人工放行" in row and "李四" in row and "票据系统故障" in row, row
+    browser.eval("(() => { const c = document.getElementById('only-overrides');"
+                 " c.checked = true; c.dispatchEvent(new Event('change')); })()")
+    browser.wait_for("[...document.querySelectorAll('#alarms tr')].every("
+                     "r => (r.dataset.code || '').startsWith('override_'))", 10,
+                     "the list to show override alarms only")
+    assert len(rows(browser, "alarms")) == 1
+    browser.navigate(f"{server.base}/dashboard/")  # the token is remembered; tonnage reloads
+    browser.wait_for("document.getElementById('tonnage-by-hand').innerText.includes('30.00')",
+                     15, "the by-hand tonnage total to show the 30 t load")
+    assert any("30.00 (1)" in r for r in rows(browser, "tonnage"))

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from sse_starlette.sse import EventSourceResponse
@@ -43,6 +43,9 @@ def list_alarms(
     state: AlarmState = None,
     site: str | None = None,
     code: Annotated[list[str] | None, Query(description="alarm code (repeatable)")] = None,
+    category: Annotated[Literal["override"] | None, Query(
+        description="alarm class: `override` = every operator override (codes `override_*`: "
+                    "hand release, open lane, typed plate, void)")] = None,
     before_id: Annotated[int | None, Query(description="page: ids below this")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlarmOut]:
@@ -55,7 +58,7 @@ def list_alarms(
     rows = data.list_alarms(
         conn, sites=[site] if site else None,
         enterprise=None if user.sees_all_sites else user.enterprise,
-        states=state, codes=code, before_id=before_id, limit=limit,
+        states=state, codes=code, category=category, before_id=before_id, limit=limit,
     )
     return [_out(r) for r in rows]
 
