@@ -23,6 +23,7 @@ import argparse
 import json
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ import cv2
 import numpy as np
 
 from edge_agent.plates import PlateReader, PlateReading, vote
-from edge_agent.plates.calibration import FEATURE_NAMES, cap, features
+from edge_agent.plates.calibration import FEATURE_NAMES, Evidence, calibrate, features
 from edge_agent.plates.evaluate import Outcome, load_labels, score
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.locate import locate
+from edge_agent.plates.reader import crop_candidate
 from firmware_sim.camera.frameset import frame_specs, write_frameset
 from firmware_sim.camera.render import render_scene
+
+#: Real development photos (issue 11), relative to the repository root.
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "plates-dev"
 
 
 def _imread(path: Path) -> np.ndarray:
@@ -130,9 +135,31 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
     return w
 
 
-def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) -> None:
-    """Fit calibration.WEIGHTS on candidate readings of frame sets of ``seeds``."""
-    rows, ys, caps = [], [], []
+def _real_crop_files() -> list[Path]:
+    root = REAL / "crops"
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    if not files:
+        raise SystemExit(f"no real crops in {root}: the development data set is missing")
+    return files
+
+
+def _imread_any(path: Path) -> np.ndarray:
+    # cv2.imread cannot open non-ASCII paths on every platform; decode the bytes instead.
+    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"cannot read {path}")
+    return np.asarray(img)
+
+
+def _fold(name: str) -> int:
+    """Two fixed halves of the real crops for cross-validation (by file name)."""
+    return zlib.crc32(name.encode()) % 2
+
+
+def _collect(seeds: list[int], count: int, reader: PlateReader, root: Path
+             ) -> list[tuple[str, int, Evidence, bool]]:
+    """(source, fold, evidence, exact) for simulator candidates and the real crops."""
+    rows: list[tuple[str, int, Evidence, bool]] = []
     for seed in seeds:
         folder = root / f"cal{seed}"
         if not (folder / "labels.csv").exists():
@@ -142,25 +169,72 @@ def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) ->
             for cand in locate(img, 3):
                 ev = reader.evidence(cand)
                 if ev is not None:
-                    rows.append(features(ev))
-                    caps.append(cap(ev))
-                    ys.append(float(ev.text == f.plate))
-    x, y = np.array(rows), np.array(ys)
-    w = _fit_logistic(x, y)
-    p = 1 / (1 + np.exp(-(w[0] + x @ w[1:])))
-    # The reliability table is of the confidence the reader returns, i.e. after the cap.
-    p = np.minimum(p, np.array(caps))
+                    rows.append(("sim", -1, ev, ev.text == f.plate))
+    for path in _real_crop_files():
+        ev = reader.evidence(crop_candidate(_imread_any(path)))
+        if ev is not None:
+            rows.append(("real", _fold(path.name), ev, ev.text == path.stem))
+    return rows
+
+
+def _fit(rows: list[tuple[str, int, Evidence, bool]]) -> tuple[tuple[float, ...], float]:
+    """Weights and the loosest cap exponent that keeps confident-wrong at 0 on ``rows``."""
+    x = np.array([features(r[2]) for r in rows])
+    y = np.array([float(r[3]) for r in rows])
+    w = tuple(float(v) for v in _fit_logistic(x, y))
+    best = CAP_CHOICES[-1]
+    for e in CAP_CHOICES:  # loosest first
+        if not any(calibrate(ev, w, e) >= 0.9 and not ok for _, _, ev, ok in rows):
+            best = e
+            break
+    return w, best
+
+
+#: Cap exponents tried by the calibration, loosest first (see calibration.CAP_EXPONENT).
+CAP_CHOICES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+
+
+def _measure(rows: list[tuple[str, int, Evidence, bool]], w: tuple[float, ...],
+             e: float) -> dict[str, Any]:
+    n = len(rows)
+    conf = [calibrate(ev, w, e) for _, _, ev, _ in rows]
+    return {"readings": n, "exact": sum(ok for *_, ok in rows),
+            "exact_at_0.9": sum(1 for c, r in zip(conf, rows, strict=True) if c >= 0.9 and r[3]),
+            "wrong_at_0.9": sum(1 for c, r in zip(conf, rows, strict=True)
+                                if c >= 0.9 and not r[3])}
+
+
+def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) -> None:
+    """Fit calibration.WEIGHTS on simulator candidates (seeds) and the 1,000 real crops,
+    with two-fold cross-validation over the real crops (fit on one half plus the simulator,
+    measure on the other half), then the final fit on everything."""
+    rows = _collect(seeds, count, reader, root)
+    sim = [r for r in rows if r[0] == "sim"]
+    folds = {}
+    for k in (0, 1):
+        train = sim + [r for r in rows if r[0] == "real" and r[1] != k]
+        test = [r for r in rows if r[0] == "real" and r[1] == k]
+        w, e = _fit(train)
+        folds[f"fit_sim+real{1 - k}_measure_real{k}"] = {
+            "weights": [round(v, 4) for v in w], "cap_exponent": e,
+            "fit": _measure(train, w, e), "held_out": _measure(test, w, e)}
+    w, e = _fit(rows)
+    conf = np.array([calibrate(ev, w, e) for _, _, ev, _ in rows])
+    y = np.array([float(r[3]) for r in rows])
     edges = [0, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.01]
     bins = []
     for lo, hi in zip(edges, edges[1:], strict=False):
-        m = (p >= lo) & (p < hi)
+        m = (conf >= lo) & (conf < hi)
         bins.append({"predicted": [lo, hi], "n": int(m.sum()),
-                     "mean_predicted": round(float(p[m].mean()), 3) if m.any() else None,
+                     "mean_predicted": round(float(conf[m].mean()), 3) if m.any() else None,
                      "observed_exact": round(float(y[m].mean()), 3) if m.any() else None})
-    print(json.dumps({"seeds": seeds, "candidates": len(y), "exact": int(y.sum()),
+    print(json.dumps({"seeds": seeds, "candidates": len(rows),
+                      "sim": _measure(sim, w, e),
+                      "real": _measure([r for r in rows if r[0] == "real"], w, e),
+                      "cross_validation": folds,
                       "features": ("intercept",) + FEATURE_NAMES,
-                      "weights": [round(float(v), 4) for v in w], "reliability": bins},
-                     indent=2))
+                      "weights": [round(v, 4) for v in w], "cap_exponent": e,
+                      "reliability": bins}, indent=2))
 
 
 def main() -> None:

@@ -27,6 +27,10 @@ class Evidence:
     char_probs: tuple[float, ...]
     #: both recognisers decoded this same text on their own (True with a single recogniser)
     agree: bool = True
+    #: the second recogniser decoded a *different* grammar-valid plate (a dispute). When it
+    #: decoded nothing valid (common on small real crops: it drops the province character),
+    #: agree and rival are both False and only its per-character probabilities speak.
+    rival: bool = False
 
 
 # Crop sharpness, plate height and the localisation score were tried and left out: with
@@ -76,16 +80,17 @@ WEIGHTS: tuple[float, ...] = (1.3577, 0.4337, 0.1166, 0.9642, 0.9159)
 CAP_EXPONENT = 0.05
 
 
-def calibrate(ev: Evidence, weights: tuple[float, ...] = WEIGHTS) -> float:
+def calibrate(ev: Evidence, weights: tuple[float, ...] = WEIGHTS,
+              cap_exponent: float | None = None) -> float:
     """Probability that the reading ``ev.text`` is the exact plate."""
     z = weights[0] + float(np.dot(weights[1:], features(ev)))
     fitted = 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
-    return min(fitted, cap(ev))
+    return min(fitted, cap(ev, cap_exponent))
 
 
-def cap(ev: Evidence) -> float:
+def cap(ev: Evidence, exponent: float | None = None) -> float:
     """The most confidence the evidence can carry, whatever the fitted model says."""
     # Outside the fitted data (weak characters, yet strong others) the logistic model
     # extrapolates optimistically; the weakest character's own probability bounds it.
-    bound = min(ev.char_probs) ** CAP_EXPONENT
-    return bound if ev.agree else min(bound, DISAGREE_CAP)
+    bound = min(ev.char_probs) ** (CAP_EXPONENT if exponent is None else exponent)
+    return min(bound, DISAGREE_CAP) if ev.rival else bound

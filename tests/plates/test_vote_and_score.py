@@ -82,7 +82,8 @@ def test_a_doubtful_character_or_a_close_rival_lowers_confidence() -> None:
     sure = calibrate(ev((0.99,) * 7))
     assert calibrate(ev((0.4,) + (0.99,) * 6)) < sure  # province barely seen
     assert calibrate(ev((0.99,) * 6 + (0.3,))) < sure
-    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, agree=False)
+    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, agree=False,
+                          rival=True)
     assert calibrate(disputed) < sure  # the two recognisers read different texts
     assert len(WEIGHTS) == len(FEATURE_NAMES) + 1
 
