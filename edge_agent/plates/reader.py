@@ -44,7 +44,7 @@ class PlateReader:
     ``plate_width`` is the expected plate width in frame pixels, when the camera is fixed:
     the detector then runs at the scale that suits it. ``roi`` (x, y, w, h) limits the
     search to a region of the frame. ``detector=None`` uses the colour/edge cues alone
-    (the reader before issue 11).
+    (the reader before issue 11); ``colour_cue=False`` the text detector alone.
     """
 
     def __init__(self, *, threads: int = 1, max_candidates: int = 5,
@@ -52,7 +52,8 @@ class PlateReader:
                  models: tuple[str, ...] = ("ppocr-v4-mobile", "ppocr-v6-small"),
                  detector: str | None = "ppocr-v4-det", det_long_side: int = 640,
                  plate_width: int | None = None,
-                 roi: tuple[int, int, int, int] | None = None) -> None:
+                 roi: tuple[int, int, int, int] | None = None,
+                 colour_cue: bool = True) -> None:
         if not 1 <= len(models) <= 2:
             raise ValueError(f"expected one or two recognition models, got {len(models)}")
         self._recs = [Recogniser(m, threads=threads) for m in models]
@@ -60,6 +61,7 @@ class PlateReader:
         self._det_long = det_long_side
         self._plate_width = plate_width
         self._roi = roi
+        self._colour_cue = colour_cue
         self._max_candidates = max_candidates
         self._min_confidence = min_confidence
         self._min_width = min_plate_width
@@ -117,7 +119,7 @@ class PlateReader:
         h, w = frame.shape[:2]
         long_side = max(h, w)
         found: list[Candidate] = []
-        if stage == "colour":
+        if stage == "colour" and self._colour_cue:
             # Colour/edge cues at the scale they were tuned for (1280 px wide frames).
             norm = 1280 / long_side
             img = frame if abs(norm - 1) < 0.05 else cv2.resize(

@@ -53,6 +53,9 @@ _TEMPLATES: tuple[tuple[set[str], ...], ...] = (
     (_P, _L, _A, _A, _A, _A, _S),
     (_P, _L, _NE, _A, _D, _D, _D, _D),
     (_P, _L, _D, _D, _D, _D, _D, _NE),
+    # Embassy plates (使 + six digits): decoded so that they can be recognised as special
+    # plates (special.py) rather than forced into a civil reading.
+    ({"使"}, _D, _D, _D, _D, _D, _D),
 )
 
 

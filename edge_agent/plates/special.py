@@ -40,7 +40,12 @@ def special_kind(text: str | None, color: str, raw: str = "") -> str | None:
         if text is not None:
             return "special_colour"
         marked = [_MARKERS[c] for c in raw if c in _MARKERS]
-        return marked[0] if marked else None
+        if marked:
+            return marked[0]
+        # A plate-length row of characters on a white or black plate that the grammar
+        # cannot place (an embassy plate whose red 使 was lost, a WJ plate): an unreadable
+        # special plate. Not a reading, so a white sign costs nothing but an operator look.
+        return "special_colour" if len(raw) >= 6 else None
     if text is None:
         marked = [_MARKERS[c] for c in raw if c in _MARKERS]
         # A marker beside at least four plate characters: a plate we could not read whole.

@@ -24,6 +24,7 @@ __all__ = [
     "FRAME_W",
     "FRAME_H",
     "KINDS",
+    "SPECIAL_KINDS",
     "CONDITION_TAGS",
     "Conditions",
     "FrameLabel",
@@ -38,8 +39,15 @@ __all__ = [
 ]
 
 FRAME_W, FRAME_H = 1280, 720
-PlateKind = Literal["blue", "yellow", "green", "yellow_double"]
+PlateKind = Literal["blue", "yellow", "green", "yellow_double", "police", "hk_macau",
+                    "embassy", "armed_police", "coach"]
 KINDS: tuple[PlateKind, ...] = ("blue", "yellow", "green", "yellow_double")
+#: Special plates (issue 11), rendered so the reader's "never a confident civil reading"
+#: rule can be exercised: white police (…警, red 警), black Hong Kong/Macau (粤Z…港/澳),
+#: black embassy (使…, red 使), white armed police (red WJ, then province and digits) and
+#: yellow coach (…学, red 学). Seven cells like a single-row plate.
+SPECIAL_KINDS: tuple[PlateKind, ...] = ("police", "hk_macau", "embassy", "armed_police",
+                                        "coach")
 #: The condition a frame set is balanced over; "clean" still has small angles.
 CONDITION_TAGS = ("clean", "angle", "blur", "noise", "night", "dirt", "mixed")
 
@@ -52,9 +60,14 @@ _PROVINCE_WEIGHTS = {"陕": 6, "晋": 6, "蒙": 5, "宁": 3, "甘": 3, "豫": 3,
 _OTHER_PROVINCES = "京津沪渝云辽黑湘皖新苏浙赣鄂桂吉闽贵粤青藏川琼"
 
 # (background BGR, character BGR) per plate kind; green is a vertical gradient.
-_PLATE_BG = {"blue": (160, 72, 10), "yellow": (20, 190, 245), "yellow_double": (20, 190, 245)}
+_PLATE_BG = {"blue": (160, 72, 10), "yellow": (20, 190, 245), "yellow_double": (20, 190, 245),
+             "police": (235, 235, 235), "hk_macau": (25, 25, 25), "embassy": (25, 25, 25),
+             "armed_police": (235, 235, 235), "coach": (20, 190, 245)}
 _PLATE_FG = {"blue": (250, 250, 250), "yellow": (20, 20, 20), "yellow_double": (20, 20, 20),
-             "green": (20, 20, 20)}
+             "green": (20, 20, 20), "police": (20, 20, 20), "hk_macau": (245, 245, 245),
+             "embassy": (245, 245, 245), "armed_police": (20, 20, 20), "coach": (20, 20, 20)}
+_RED = (30, 30, 210)
+_RED_MARKS = "警使学WJ"  # drawn in red on special plates
 _CAB_COLOURS = [(40, 40, 200), (170, 90, 30), (230, 230, 230), (30, 180, 230), (60, 140, 60),
                 (30, 110, 230), (120, 120, 120), (200, 120, 40)]
 
@@ -182,8 +195,10 @@ def render_plate(text: str, kind: PlateKind) -> np.ndarray:
         cv2.circle(img, (int(134 * MM), 70 * MM), 3 * MM, fg, -1, cv2.LINE_AA)
     else:
         xs = [15.5, 72.5] + [151.5 + k * 57 for k in range(5)]
-        for ch, x in zip(text, xs, strict=True):
-            _put(img, ch, x, 25, 45, 90, fg)
+        special = kind in SPECIAL_KINDS
+        for i, (ch, x) in enumerate(zip(text, xs, strict=True)):
+            red = special and ch in _RED_MARKS and (ch not in "WJ" or i < 2)
+            _put(img, ch, x, 25, 45, 90, _RED if red else fg)
         cv2.circle(img, (int(134.5 * MM), 70 * MM), 5 * MM, fg, -1, cv2.LINE_AA)
     return img
 
@@ -199,6 +214,17 @@ def random_plate(rng: np.random.Generator, kind: PlateKind) -> str:
         return "".join(str(rng.choice(list(LETTERS))) if rng.random() < 0.3
                        else str(rng.choice(list(DIGITS))) for _ in range(n))
 
+    digits = "".join(str(rng.choice(list(DIGITS))) for _ in range(6))
+    if kind == "police":
+        return prov + letter + digits[:4] + "警"
+    if kind == "hk_macau":
+        return "粤Z" + serial(4) + str(rng.choice(["港", "澳"]))
+    if kind == "embassy":
+        return "使" + digits
+    if kind == "armed_police":
+        return "WJ" + prov + digits[:4]
+    if kind == "coach":
+        return prov + letter + digits[:4] + "学"
     if kind == "green":
         if rng.random() < 0.7:
             tail = (str(rng.choice(list("DF"))) + str(rng.choice(list(ALNUM)))
@@ -375,8 +401,9 @@ def render_scene(plate: str | None, *, kind: str = "auto",
     plate_kind: str | None = None
     if plate is not None:
         plate_kind = kind_for(plate) if kind == "auto" else kind
-        if plate_kind not in KINDS:
-            raise ValueError(f"unknown plate kind {kind!r}; use one of {', '.join(KINDS)}, auto")
+        if plate_kind not in KINDS + SPECIAL_KINDS:
+            raise ValueError(f"unknown plate kind {kind!r}; use one of "
+                             f"{', '.join(KINDS + SPECIAL_KINDS)}, auto")
         pimg = render_plate(plate, plate_kind)  # type: ignore[arg-type,unused-ignore]
         if cond.dirt > 0:
             _dirty(pimg, rng, cond.dirt)
