@@ -32,13 +32,20 @@ import numpy as np
 
 from edge_agent.plates import PlateReader, PlateReading, vote
 from edge_agent.plates.calibration import FEATURE_NAMES, Evidence, calibrate, features
-from edge_agent.plates.evaluate import Outcome, load_labels, load_scene_labels, score
+from edge_agent.plates.evaluate import (
+    LabelledFrame,
+    Outcome,
+    load_labels,
+    load_scene_labels,
+    score,
+)
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.locate import locate
 from edge_agent.plates.reader import crop_candidate
 from firmware_sim.camera.frameset import frame_specs, write_frameset
 from firmware_sim.camera.render import (
     CONDITION_TAGS,
+    KINDS,
     SPECIAL_KINDS,
     random_conditions,
     random_plate,
@@ -307,6 +314,32 @@ def _real(reader: PlateReader, threshold: float, repeat: int,
     return {"crops": crops, "scenes": scenes, "scenes_baseline": base}
 
 
+def _wild(readers: dict[str, PlateReader], count: int, threshold: float) -> dict[str, Any]:
+    """Simulated frames of what broke the reader on real photos (render.py tag "wild":
+    plates 60-400 px anywhere, glare, timestamp overlay, clutter, dirt), per reader."""
+    rng = np.random.default_rng(31337)
+    frames = []
+    for i in range(count):
+        kind = KINDS[i % len(KINDS)]
+        text = random_plate(rng, kind)
+        frames.append(render_frame(text, kind=kind, conditions=random_conditions(rng, "wild"),
+                                   seed=900_000 + i))
+    out: dict[str, Any] = {"frames": count}
+    for name, reader in readers.items():
+        outcomes: list[Outcome] = []
+        for frame, label in frames:
+            t0 = time.perf_counter()
+            readings = reader.read(frame)
+            lf = LabelledFrame(Path(f"wild{len(outcomes)}"), label.plate, "wild")
+            outcomes.append(Outcome(lf, tuple(readings), time.perf_counter() - t0))
+        rep = score(outcomes, threshold)
+        out[name] = {k: rep[k] for k in ("accuracy", "wrong_confident", "no_reading")}
+        out[name]["exact_top"] = sum(1 for o in outcomes
+                                     if o.readings and o.readings[0].text == o.frame.plate)
+        out[name]["latency_ms"] = _pct([o.seconds * 1000 for o in outcomes])
+    return out
+
+
 def _special(reader: PlateReader, count: int, threshold: float) -> dict[str, Any]:
     """Simulated special plates: none may come back as a confident civil reading."""
     rng = np.random.default_rng(2024)
@@ -353,6 +386,8 @@ def main() -> None:
                     / "real_scenes.toml", help="labels of the real scenes")
     ap.add_argument("--special", type=int, default=60,
                     help="simulated special plates (police, HK/Macau, embassy, WJ, coach)")
+    ap.add_argument("--wild", type=int, default=120,
+                    help="simulated 'wild' frames (sizes, glare, overlays), both localisers")
     ap.add_argument("--only-real", action="store_true",
                     help="real data and special plates only (skip the simulated set)")
     ap.add_argument("--calibrate", action="store_true",
@@ -363,8 +398,11 @@ def main() -> None:
     reader = PlateReader(threads=1)
     if args.only_real:
         reader.read(np.zeros((720, 1280, 3), np.uint8))  # warm-up
+        colour_only = PlateReader(threads=1, detector=None, min_plate_width=90)
         print(json.dumps({"real": _real(reader, args.threshold, args.repeat, args.labels),
-                          "special": _special(reader, args.special, args.threshold)},
+                          "special": _special(reader, args.special, args.threshold),
+                          "wild": _wild({"reader": reader, "colour_cue_only_before_issue_11":
+                                         colour_only}, args.wild, args.threshold)},
                          ensure_ascii=False, indent=2))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -410,6 +448,9 @@ def main() -> None:
                                                 / _pct(ours_sub)["p50"], 1)}
         report["real"] = _real(reader, args.threshold, args.repeat, args.labels)
         report["special"] = _special(reader, args.special, args.threshold)
+        report["wild"] = _wild({"reader": reader, "colour_cue_only_before_issue_11":
+                                PlateReader(threads=1, detector=None, min_plate_width=90)},
+                               args.wild, args.threshold)
         report["command"] = (f"scripts/bench_plates.py --count {args.count} --seed {args.seed}"
                              f" --threshold {args.threshold} --repeat {args.repeat}"
                              f" --truck-frames {args.truck_frames} --gate-every {args.gate_every}")
