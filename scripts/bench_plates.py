@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import tempfile
 import time
 import zlib
@@ -191,49 +192,71 @@ def _collect(seeds: list[int], count: int, reader: PlateReader, root: Path
     return rows
 
 
-def _fit(rows: list[tuple[str, int, Evidence, bool]]) -> tuple[tuple[float, ...], float]:
-    """Weights and the loosest cap exponent that keeps confident-wrong at 0 on ``rows``."""
+def _fit(rows: list[tuple[str, int, Evidence, bool]]
+         ) -> tuple[tuple[float, ...], float, float]:
+    """Weights, and the cap exponents (general, look-alike characters) that keep
+    confident-wrong at 0 on the real ``rows`` (at most 1 in 1,000 simulator candidates)
+    while passing the most exact readings at 0.9."""
     x = np.array([features(r[2]) for r in rows])
     y = np.array([float(r[3]) for r in rows])
     w = tuple(float(v) for v in _fit_logistic(x, y))
-    best = CAP_CHOICES[-1]
-    for e in CAP_CHOICES:  # loosest first
-        if not any(calibrate(ev, w, e) >= 0.9 and not ok for _, _, ev, ok in rows):
-            best = e
-            break
-    return w, best
+    best: tuple[int, float, float] = (-1, CAP_CHOICES[-1], CONFUSABLE_CHOICES[-1])
+    for e in CAP_CHOICES:
+        for k in CONFUSABLE_CHOICES:
+            conf = [calibrate(ev, w, e, k) for _, _, ev, _ in rows]
+            wrong = [r[0] for c, r in zip(conf, rows, strict=True) if c >= 0.9 and not r[3]]
+            # None on real crops; on simulator candidates at most 1 in 1,000 (a province
+            # both models misread the same way under blur, which no cap separates from the
+            # real crops' correctly read but faint province characters; see docs/plates.md).
+            n_sim = sum(1 for r in rows if r[0] == "sim")
+            if "real" in wrong or wrong.count("sim") > n_sim / 1000:
+                continue
+            passed = sum(1 for c, r in zip(conf, rows, strict=True) if c >= 0.9 and r[3])
+            if passed > best[0]:
+                best = (passed, e, k)
+    return w, best[1], best[2]
 
 
-#: Cap exponents tried by the calibration, loosest first (see calibration.CAP_EXPONENT).
-CAP_CHOICES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+#: Cap exponents tried by the calibration (see calibration.CAP_EXPONENT and
+#: CONFUSABLE_EXPONENT).
+CAP_CHOICES = (0.05, 0.1, 0.2, 0.3, 0.5)
+CONFUSABLE_CHOICES = (0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def _measure(rows: list[tuple[str, int, Evidence, bool]], w: tuple[float, ...],
-             e: float) -> dict[str, Any]:
+             e: float, k: float) -> dict[str, Any]:
     n = len(rows)
-    conf = [calibrate(ev, w, e) for _, _, ev, _ in rows]
+    conf = [calibrate(ev, w, e, k) for _, _, ev, _ in rows]
     return {"readings": n, "exact": sum(ok for *_, ok in rows),
             "exact_at_0.9": sum(1 for c, r in zip(conf, rows, strict=True) if c >= 0.9 and r[3]),
             "wrong_at_0.9": sum(1 for c, r in zip(conf, rows, strict=True)
                                 if c >= 0.9 and not r[3])}
 
 
-def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) -> None:
+def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path,
+               reuse: bool = False) -> None:
     """Fit calibration.WEIGHTS on simulator candidates (seeds) and the 1,000 real crops,
     with two-fold cross-validation over the real crops (fit on one half plus the simulator,
     measure on the other half), then the final fit on everything."""
-    rows = _collect(seeds, count, reader, root)
+    cache = root / "calibration-evidence.pkl"
+    if reuse and cache.exists():
+        # Evidence does not depend on the features or weights being fitted; reusing it
+        # lets feature choices be compared quickly (--reuse-evidence).
+        rows = pickle.loads(cache.read_bytes())
+    else:
+        rows = _collect(seeds, count, reader, root)
+        cache.write_bytes(pickle.dumps(rows))
     sim = [r for r in rows if r[0] == "sim"]
     folds = {}
     for k in (0, 1):
         train = sim + [r for r in rows if r[0] == "real" and r[1] != k]
         test = [r for r in rows if r[0] == "real" and r[1] == k]
-        w, e = _fit(train)
+        w, e, c = _fit(train)
         folds[f"fit_sim+real{1 - k}_measure_real{k}"] = {
-            "weights": [round(v, 4) for v in w], "cap_exponent": e,
-            "fit": _measure(train, w, e), "held_out": _measure(test, w, e)}
-    w, e = _fit(rows)
-    conf = np.array([calibrate(ev, w, e) for _, _, ev, _ in rows])
+            "weights": [round(v, 4) for v in w], "cap_exponent": e, "confusable_exponent": c,
+            "fit": _measure(train, w, e, c), "held_out": _measure(test, w, e, c)}
+    w, e, c = _fit(rows)
+    conf = np.array([calibrate(ev, w, e, c) for _, _, ev, _ in rows])
     y = np.array([float(r[3]) for r in rows])
     edges = [0, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.01]
     bins = []
@@ -243,11 +266,12 @@ def _calibrate(seeds: list[int], count: int, reader: PlateReader, root: Path) ->
                      "mean_predicted": round(float(conf[m].mean()), 3) if m.any() else None,
                      "observed_exact": round(float(y[m].mean()), 3) if m.any() else None})
     print(json.dumps({"seeds": seeds, "candidates": len(rows),
-                      "sim": _measure(sim, w, e),
-                      "real": _measure([r for r in rows if r[0] == "real"], w, e),
+                      "sim": _measure(sim, w, e, c),
+                      "real": _measure([r for r in rows if r[0] == "real"], w, e, c),
                       "cross_validation": folds,
                       "features": ("intercept",) + FEATURE_NAMES,
                       "weights": [round(v, 4) for v in w], "cap_exponent": e,
+                      "confusable_exponent": c,
                       "reliability": bins}, indent=2))
 
 
@@ -390,6 +414,8 @@ def main() -> None:
                     help="simulated 'wild' frames (sizes, glare, overlays), both localisers")
     ap.add_argument("--only-real", action="store_true",
                     help="real data and special plates only (skip the simulated set)")
+    ap.add_argument("--reuse-evidence", action="store_true",
+                    help="with --calibrate: reuse the evidence collected by the last run")
     ap.add_argument("--calibrate", action="store_true",
                     help="fit calibration weights on seeds 7-12, print them and exit")
     args = ap.parse_args()
@@ -410,7 +436,7 @@ def main() -> None:
         if not args.calibrate and not (folder / "labels.csv").exists():
             write_frameset(folder, args.count, args.seed)
         if args.calibrate:
-            _calibrate([7, 8, 9, 10, 11, 12], 300, reader, folder)
+            _calibrate([7, 8, 9, 10, 11, 12], 300, reader, folder, args.reuse_evidence)
             return
         frames = load_labels(folder)
         outcomes = []

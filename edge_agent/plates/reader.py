@@ -203,7 +203,16 @@ class PlateReader:
         char_probs = tuple(math.sqrt(a * b) for a, b in zip(*per_model, strict=True))
         rival = (not agree and second is not None
                  and normalise_plate(second.text) is not None)
-        return Evidence(text=text, char_probs=char_probs, agree=agree, rival=rival), probs[0]
+        if agree:
+            serial_agree = True
+        elif second is not None:
+            serial_agree = second.text[1:] == text[1:]
+        else:
+            # The second model decoded no valid plate; did it read the characters after the
+            # province the same way (its province is often an M or missing on small crops)?
+            serial_agree = _greedy(probs[1], alphabet).endswith(text[1:])
+        return Evidence(text=text, char_probs=char_probs, agree=agree, rival=rival,
+                        serial_agree=serial_agree), probs[0]
 
     def _read_candidate(self, cand: Candidate
                         ) -> tuple[PlateReading | None, SpecialPlate | None]:
