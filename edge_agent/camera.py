@@ -156,10 +156,14 @@ class Voted:
 class PlateWorker:
     """Reads plates on one worker thread, never on the event loop."""
 
-    def __init__(self, *, min_plate_width: int = 90) -> None:
+    def __init__(self, *, min_plate_width: int = 90,
+                 roi: tuple[int, int, int, int] | None = None,
+                 plate_width: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plates")
         self._reader: Any = None
         self._min_width = min_plate_width
+        self._roi = roi
+        self._plate_width = plate_width
 
     def _read_all(self, frames: list[Frame]) -> Voted | None:
         import cv2
@@ -168,7 +172,8 @@ class PlateWorker:
         from edge_agent.plates import PlateReader, vote
 
         if self._reader is None:
-            self._reader = PlateReader(threads=1, min_plate_width=self._min_width)
+            self._reader = PlateReader(threads=1, min_plate_width=self._min_width,
+                                       roi=self._roi, plate_width=self._plate_width)
         per_frame = []
         for f in frames:
             img = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)

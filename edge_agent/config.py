@@ -166,6 +166,10 @@ class CameraSection(_Strict):
     # Below this the plate is only a candidate and the console asks the operator.
     min_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9
     min_plate_width_px: Annotated[int, Field(ge=20, le=1000)] = 90
+    # Optional narrowing of the search for a fixed gate camera (docs/plates.md): the region
+    # of the frame the plate can be in (x, y, w, h pixels) and the plate's usual width.
+    plate_roi: tuple[int, int, int, int] | None = None
+    expected_plate_width_px: Annotated[int, Field(ge=40, le=1000)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CameraSection:

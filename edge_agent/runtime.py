@@ -364,7 +364,9 @@ class Agent:
         try:
             frames = await grab_frames(url, cam.frames, cam.frame_interval_ms / 1000)
             if self.plate_worker is None:
-                self.plate_worker = PlateWorker(min_plate_width=cam.min_plate_width_px)
+                self.plate_worker = PlateWorker(min_plate_width=cam.min_plate_width_px,
+                                                roi=cam.plate_roi,
+                                                plate_width=cam.expected_plate_width_px)
             voted = await self.plate_worker.read(frames)
             if voted is None:
                 self.log("no plate in camera frames", level="warning", txn=txn,

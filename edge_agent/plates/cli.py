@@ -36,17 +36,26 @@ def read(
 
     reader = PlateReader()
     for path in images:
-        readings = reader.read(_load(path))  # type: ignore[arg-type]
+        result = reader.inspect(_load(path))  # type: ignore[arg-type]
+        readings = result.readings
         if as_json:
             typer.echo(json.dumps({"file": str(path), "readings": [
                 {"text": r.text, "color": r.color, "confidence": round(r.confidence, 3),
-                 "bbox": list(r.bbox)} for r in readings]}, ensure_ascii=False))
-        elif not readings:
+                 "bbox": list(r.bbox), "special": r.special} for r in readings],
+                "unreadable_special": [{"kind": s.kind, "color": s.color,
+                                        "bbox": list(s.bbox)} for s in result.special]},
+                ensure_ascii=False))
+            continue
+        for r in readings:
+            x, y, w, h = r.bbox
+            note = f"\tspecial plate ({r.special}): operator" if r.special else ""
+            typer.echo(f"{path}\t{r.text}\t{r.color}\t{r.confidence:.2f}\t{x},{y},{w},{h}{note}")
+        for s in result.special:
+            x, y, w, h = s.bbox
+            typer.echo(f"{path}\t-\tunreadable special plate ({s.kind}, {s.color})"
+                       f"\t-\t{x},{y},{w},{h}")
+        if not readings and not result.special:
             typer.echo(f"{path}\t-\tno plate")
-        else:
-            for r in readings:
-                x, y, w, h = r.bbox
-                typer.echo(f"{path}\t{r.text}\t{r.color}\t{r.confidence:.2f}\t{x},{y},{w},{h}")
 
 
 @app.command()
@@ -56,25 +65,39 @@ def bench(
         min=0.0, max=1.0, help="Confidence at which a reading counts as the gate's answer")
     ] = 0.9,
     errors: Annotated[bool, typer.Option(help="List every error case")] = True,
+    labels: Annotated[Path | None, typer.Option(
+        help="Scene labels as TOML ([[scene]] file, plate, certain, condition), e.g. "
+             "tests/plates/real_scenes.toml")] = None,
+    crops: Annotated[bool, typer.Option(
+        help="The images are tight crops of single-row plates (read without localising)")
+    ] = False,
 ) -> None:
     """Accuracy per condition and p50/p99 latency on a labelled folder.
 
     Labels come from FOLDER/labels.csv (columns file, plate, condition) or from file names
     NNNN_<plate>.jpg (NNNN_none.jpg for an empty lane), as `coalgate sim frames` writes.
 
-    Example: coalgate sim frames /tmp/plates --count 600 && coalgate plates bench /tmp/plates
+    Examples: coalgate sim frames /tmp/plates --count 600 && coalgate plates bench /tmp/plates ;
+    coalgate plates bench ../shared/plates-dev/crops --crops ;
+    coalgate plates bench ../shared/plates-dev/scenes --labels tests/plates/real_scenes.toml
     """
     import numpy as np
 
     from edge_agent.plates import PlateReader
-    from edge_agent.plates.evaluate import LabelError, Outcome, load_labels, score
+    from edge_agent.plates.evaluate import (
+        LabelError,
+        Outcome,
+        load_labels,
+        load_scene_labels,
+        score,
+    )
 
     if not folder.is_dir():
         typer.echo(f"error: {folder} is not a folder; make one with `coalgate sim frames`",
                    err=True)
         raise typer.Exit(1)
     try:
-        frames = load_labels(folder)
+        frames = load_scene_labels(labels, folder) if labels else load_labels(folder)
     except LabelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -83,7 +106,11 @@ def bench(
     for f in frames:
         img = _load(f.path)
         t0 = time.perf_counter()
-        readings = reader.read(img)  # type: ignore[arg-type]
+        if crops:
+            one = reader.read_crop(img)  # type: ignore[arg-type]
+            readings = [one] if one is not None else []
+        else:
+            readings = reader.read(img)  # type: ignore[arg-type]
         outcomes.append(Outcome(f, tuple(readings), time.perf_counter() - t0))
     report = score(outcomes, threshold)
     secs = np.array([o.seconds for o in outcomes]) * 1000

@@ -18,7 +18,7 @@ from typing import Any
 from edge_agent.plates.grammar import normalise_plate
 from edge_agent.plates.reading import PlateReading
 
-__all__ = ["LabelledFrame", "Outcome", "load_labels", "score", "LabelError"]
+__all__ = ["LabelledFrame", "Outcome", "load_labels", "load_scene_labels", "score", "LabelError"]
 
 
 class LabelError(ValueError):
@@ -40,6 +40,27 @@ class Outcome:
 
 
 _NAME = re.compile(r"^(?:\d+_)?(?P<plate>[^_.]+)")
+
+
+def load_scene_labels(labels: Path, folder: Path) -> list[LabelledFrame]:
+    """Labels of real photos from a TOML file of ``[[scene]]`` tables (file, plate,
+    certain, condition; see tests/plates/real_scenes.toml). A scene whose plate the
+    labeller could not read with certainty gets the condition "uncertain", so it is
+    reported apart; plate "" is a photo with no plate."""
+    import tomllib
+
+    try:
+        scenes = tomllib.loads(labels.read_text(encoding="utf-8")).get("scene", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise LabelError(f"{labels}: cannot read scene labels ({exc})") from exc
+    if not scenes:
+        raise LabelError(f"{labels}: no [[scene]] tables (file, plate, certain, condition)")
+    out = []
+    for sc in scenes:
+        plate = sc.get("plate") or None
+        cond = sc.get("condition", "unknown") if sc.get("certain", True) else "uncertain"
+        out.append(LabelledFrame(folder / sc["file"], plate, cond))
+    return out
 
 
 def load_labels(folder: Path) -> list[LabelledFrame]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["PlateReading", "vote"]
+__all__ = ["FrameResult", "PlateReading", "SpecialPlate", "vote"]
 
 
 @dataclass(frozen=True)
@@ -17,13 +17,40 @@ class PlateReading:
     """
 
     text: str  # grammar-valid, separators stripped, e.g. "陕K8A3B2"
-    color: str  # "blue" | "yellow" | "green" | "yellow_double"
+    # "blue" | "yellow" | "green" | "yellow_double"; also "white" | "black" (special plates)
+    color: str
     bbox: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     confidence: float
+    #: None for a civil plate; otherwise the kind of special plate (special.py: "police",
+    #: "hk_macau", "embassy", "consulate", "coach", "armed_police", "test", "oversize",
+    #: "special_colour"). A special plate's confidence is capped below the gate threshold
+    #: (special.SPECIAL_CAP), so it always goes to the operator.
+    special: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"confidence {self.confidence} is outside 0..1")
+
+
+@dataclass(frozen=True)
+class SpecialPlate:
+    """A special plate seen in a frame that could not be read: "unreadable special plate".
+
+    The gate treats it like no reading at all (the operator is asked); the CLI and the
+    console can say why.
+    """
+
+    kind: str  # as PlateReading.special
+    color: str
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What ``PlateReader.inspect`` found in one frame."""
+
+    readings: list[PlateReading]  # most confident first
+    special: list[SpecialPlate]  # special plates seen but not read
 
 
 def vote(readings: list[list[PlateReading]], min_confidence: float) -> PlateReading | None:
@@ -57,4 +84,5 @@ def vote(readings: list[list[PlateReading]], min_confidence: float) -> PlateRead
     if confidence < min_confidence:
         return None
     b = best[text]
-    return PlateReading(text=text, color=b.color, bbox=b.bbox, confidence=confidence)
+    return PlateReading(text=text, color=b.color, bbox=b.bbox, confidence=confidence,
+                        special=b.special)

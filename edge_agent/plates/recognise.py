@@ -53,16 +53,19 @@ _TEMPLATES: tuple[tuple[set[str], ...], ...] = (
     (_P, _L, _A, _A, _A, _A, _S),
     (_P, _L, _NE, _A, _D, _D, _D, _D),
     (_P, _L, _D, _D, _D, _D, _D, _NE),
+    # Embassy plates (使 + six digits): decoded so that they can be recognised as special
+    # plates (special.py) rather than forced into a civil reading.
+    ({"使"}, _D, _D, _D, _D, _D, _D),
 )
 
 
-def _prefix_ok(prefix: str) -> bool:
-    return any(len(prefix) <= len(t) and all(c in t[i] for i, c in enumerate(prefix))
-               for t in _TEMPLATES)
+def _prefix_ok(prefix: str, max_len: int = 8) -> bool:
+    return any(len(prefix) <= len(t) <= max_len
+               and all(c in t[i] for i, c in enumerate(prefix)) for t in _TEMPLATES)
 
 
-def _complete(text: str) -> bool:
-    return any(len(text) == len(t) and all(c in t[i] for i, c in enumerate(text))
+def _complete(text: str, max_len: int = 8) -> bool:
+    return any(len(text) == len(t) <= max_len and all(c in t[i] for i, c in enumerate(text))
                for t in _TEMPLATES)
 
 
@@ -80,17 +83,21 @@ def _model_path(name: str) -> Path:
     if name not in MODELS:
         raise ValueError(f"unknown recognition model {name!r}; choose one of "
                          f"{', '.join(MODELS)}")
-    package, dist, rel = MODELS[name]
+    return packaged_model(name, *MODELS[name])
+
+
+def packaged_model(name: str, package: str, dist: str, rel: str) -> Path:
+    """The path of model file ``rel`` shipped inside the installed ``package``."""
     # find_spec locates the package without importing it (rapidocr's import is slow and
     # reads its own config); we only need the model file it ships.
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise ModelMissingError(
-            f"{dist} is not installed; run scripts/setup (it ships the {name} recognition "
+            f"{dist} is not installed; run scripts/setup (it ships the {name} "
             "model coalgate uses)")
     path = Path(spec.origin).parent / rel
     if not path.exists():
-        raise ModelMissingError(f"recognition model {name} missing at {path}; reinstall {dist}")
+        raise ModelMissingError(f"model {name} missing at {path}; reinstall {dist}")
     return path
 
 
@@ -144,8 +151,12 @@ class Recogniser:
 
 
 def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
-                       topk: int = 4) -> Recognition | None:
+                       topk: int = 4, max_len: int = 8) -> Recognition | None:
     """CTC prefix beam search that only extends grammar-valid prefixes.
+
+    ``max_len`` 7 leaves out the 8-character new-energy plates (for a plate whose colour
+    is not green: a border or a screw next to a blue plate otherwise reads as an 8th
+    character).
 
     ``probs`` is T x (1 + len(alphabet)) with the blank first. Returns the most probable
     complete plate, or None when no grammar-valid plate is reachable.
@@ -174,7 +185,7 @@ def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
             for k in cands:
                 ch = alphabet[k - 1]
                 ext = prefix + ch
-                if not _prefix_ok(ext):
+                if not _prefix_ok(ext, max_len):
                     continue
                 if prefix and ch == prefix[-1]:
                     add(ext, 1, pb + row[k])
@@ -182,7 +193,7 @@ def constrained_decode(probs: np.ndarray, alphabet: str, beam: int = 8,
                     add(ext, 1, total + row[k])
         ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam]
         beams = {k: (v[0], v[1]) for k, v in ranked}
-    complete = [(float(np.logaddexp(*v)), k) for k, v in beams.items() if _complete(k)]
+    complete = [(float(np.logaddexp(*v)), k) for k, v in beams.items() if _complete(k, max_len)]
     if not complete:
         return None
     text = max(complete)[1]

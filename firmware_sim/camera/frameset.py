@@ -22,7 +22,8 @@ __all__ = ["FrameSpec", "frame_specs", "write_frameset", "LABELS_CSV"]
 
 LABELS_CSV = "labels.csv"
 _FIELDS = ["file", "plate", "kind", "condition", "angle_deg", "roll_deg", "blur", "motion",
-           "noise", "night", "dirt", "occlude", "scale", "bbox", "seed"]
+           "noise", "night", "dirt", "occlude", "scale", "shift", "timestamp", "glare", "clutter",
+           "bbox", "seed"]
 
 
 @dataclass(frozen=True)

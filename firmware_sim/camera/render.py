@@ -24,6 +24,8 @@ __all__ = [
     "FRAME_W",
     "FRAME_H",
     "KINDS",
+    "SPECIAL_KINDS",
+    "EXTRA_TAGS",
     "CONDITION_TAGS",
     "Conditions",
     "FrameLabel",
@@ -38,8 +40,15 @@ __all__ = [
 ]
 
 FRAME_W, FRAME_H = 1280, 720
-PlateKind = Literal["blue", "yellow", "green", "yellow_double"]
+PlateKind = Literal["blue", "yellow", "green", "yellow_double", "police", "hk_macau",
+                    "embassy", "armed_police", "coach"]
 KINDS: tuple[PlateKind, ...] = ("blue", "yellow", "green", "yellow_double")
+#: Special plates (issue 11), rendered so the reader's "never a confident civil reading"
+#: rule can be exercised: white police (…警, red 警), black Hong Kong/Macau (粤Z…港/澳),
+#: black embassy (使…, red 使), white armed police (red WJ, then province and digits) and
+#: yellow coach (…学, red 学). Seven cells like a single-row plate.
+SPECIAL_KINDS: tuple[PlateKind, ...] = ("police", "hk_macau", "embassy", "armed_police",
+                                        "coach")
 #: The condition a frame set is balanced over; "clean" still has small angles.
 CONDITION_TAGS = ("clean", "angle", "blur", "noise", "night", "dirt", "mixed")
 
@@ -52,9 +61,14 @@ _PROVINCE_WEIGHTS = {"陕": 6, "晋": 6, "蒙": 5, "宁": 3, "甘": 3, "豫": 3,
 _OTHER_PROVINCES = "京津沪渝云辽黑湘皖新苏浙赣鄂桂吉闽贵粤青藏川琼"
 
 # (background BGR, character BGR) per plate kind; green is a vertical gradient.
-_PLATE_BG = {"blue": (160, 72, 10), "yellow": (20, 190, 245), "yellow_double": (20, 190, 245)}
+_PLATE_BG = {"blue": (160, 72, 10), "yellow": (20, 190, 245), "yellow_double": (20, 190, 245),
+             "police": (235, 235, 235), "hk_macau": (25, 25, 25), "embassy": (25, 25, 25),
+             "armed_police": (235, 235, 235), "coach": (20, 190, 245)}
 _PLATE_FG = {"blue": (250, 250, 250), "yellow": (20, 20, 20), "yellow_double": (20, 20, 20),
-             "green": (20, 20, 20)}
+             "green": (20, 20, 20), "police": (20, 20, 20), "hk_macau": (245, 245, 245),
+             "embassy": (245, 245, 245), "armed_police": (20, 20, 20), "coach": (20, 20, 20)}
+_RED = (30, 30, 210)
+_RED_MARKS = "警使学WJ"  # drawn in red on special plates
 _CAB_COLOURS = [(40, 40, 200), (170, 90, 30), (230, 230, 230), (30, 180, 230), (60, 140, 60),
                 (30, 110, 230), (120, 120, 120), (200, 120, 40)]
 
@@ -76,6 +90,12 @@ class Conditions:
     dirt: float = 0.0  # 0..1, mud on plate and truck
     occlude: float = 0.0  # 0..1, right-hand share of the plate hidden (half-visible plates)
     scale: float = 1.0  # truck size relative to a typical gate distance
+    # What broke the reader on real photos (issue 11); all off by default, so the frame
+    # sets of the existing tags are unchanged. See random_conditions(tag="wild").
+    shift: float = 0.0  # horizontal offset of the truck, share of the frame width
+    timestamp: bool = False  # the camera's date/time and lane overlay (OSD)
+    glare: float = 0.0  # 0..1, windscreen glare: a veil and a bright diagonal band
+    clutter: bool = False  # signs and text in the background (confusers)
     tag: str = "clean"
 
 
@@ -182,8 +202,10 @@ def render_plate(text: str, kind: PlateKind) -> np.ndarray:
         cv2.circle(img, (int(134 * MM), 70 * MM), 3 * MM, fg, -1, cv2.LINE_AA)
     else:
         xs = [15.5, 72.5] + [151.5 + k * 57 for k in range(5)]
-        for ch, x in zip(text, xs, strict=True):
-            _put(img, ch, x, 25, 45, 90, fg)
+        special = kind in SPECIAL_KINDS
+        for i, (ch, x) in enumerate(zip(text, xs, strict=True)):
+            red = special and ch in _RED_MARKS and (ch not in "WJ" or i < 2)
+            _put(img, ch, x, 25, 45, 90, _RED if red else fg)
         cv2.circle(img, (int(134.5 * MM), 70 * MM), 5 * MM, fg, -1, cv2.LINE_AA)
     return img
 
@@ -199,6 +221,17 @@ def random_plate(rng: np.random.Generator, kind: PlateKind) -> str:
         return "".join(str(rng.choice(list(LETTERS))) if rng.random() < 0.3
                        else str(rng.choice(list(DIGITS))) for _ in range(n))
 
+    digits = "".join(str(rng.choice(list(DIGITS))) for _ in range(6))
+    if kind == "police":
+        return prov + letter + digits[:4] + "警"
+    if kind == "hk_macau":
+        return "粤Z" + serial(4) + str(rng.choice(["港", "澳"]))
+    if kind == "embassy":
+        return "使" + digits
+    if kind == "armed_police":
+        return "WJ" + prov + digits[:4]
+    if kind == "coach":
+        return prov + letter + digits[:4] + "学"
     if kind == "green":
         if rng.random() < 0.7:
             tail = (str(rng.choice(list("DF"))) + str(rng.choice(list(ALNUM)))
@@ -212,8 +245,24 @@ def random_plate(rng: np.random.Generator, kind: PlateKind) -> str:
     return prov + letter + serial(5)
 
 
+#: Tags beyond CONDITION_TAGS (not in the balanced frame sets, whose figures stay
+#: comparable): "wild" is what broke the reader on real photos: plates from about 60 to
+#: 400 px wide anywhere across the frame, windscreen glare, a timestamp overlay, cluttered
+#: backgrounds and dirty plates.
+EXTRA_TAGS = ("wild",)
+
+
 def random_conditions(rng: np.random.Generator, tag: str) -> Conditions:
-    """Conditions for one frame of a set balanced over CONDITION_TAGS."""
+    """Conditions for one frame of a set balanced over CONDITION_TAGS (or EXTRA_TAGS)."""
+    if tag == "wild":
+        return Conditions(angle_deg=float(rng.uniform(-15, 15)),
+                          roll_deg=float(rng.uniform(-4, 4)),
+                          scale=float(np.exp(rng.uniform(np.log(0.35), np.log(2.0)))),
+                          shift=float(rng.uniform(-0.3, 0.3)), timestamp=True,
+                          glare=float(rng.uniform(0.15, 0.5)) if rng.random() < 0.5 else 0.0,
+                          clutter=True, dirt=float(rng.uniform(0.2, 0.6))
+                          if rng.random() < 0.4 else 0.0,
+                          noise=float(rng.uniform(0, 8)), tag=tag)
     small = float(rng.uniform(-6, 6))
     base: dict[str, Any] = {"angle_deg": small, "roll_deg": float(rng.uniform(-2, 2)),
                             "scale": float(rng.uniform(0.85, 1.25)), "tag": tag}
@@ -375,8 +424,9 @@ def render_scene(plate: str | None, *, kind: str = "auto",
     plate_kind: str | None = None
     if plate is not None:
         plate_kind = kind_for(plate) if kind == "auto" else kind
-        if plate_kind not in KINDS:
-            raise ValueError(f"unknown plate kind {kind!r}; use one of {', '.join(KINDS)}, auto")
+        if plate_kind not in KINDS + SPECIAL_KINDS:
+            raise ValueError(f"unknown plate kind {kind!r}; use one of "
+                             f"{', '.join(KINDS + SPECIAL_KINDS)}, auto")
         pimg = render_plate(plate, plate_kind)  # type: ignore[arg-type,unused-ignore]
         if cond.dirt > 0:
             _dirty(pimg, rng, cond.dirt)
@@ -390,7 +440,7 @@ def render_scene(plate: str | None, *, kind: str = "auto",
         scale = 0.95 * cond.scale
         S = np.array([[scale, 0, 0], [0, scale, 0], [0, 0, 1]], np.float64)
         Hy = _homography_yaw(tw, th, cond.angle_deg, cond.roll_deg)
-        cx = FRAME_W / 2 + float(rng.uniform(-120, 120))
+        cx = FRAME_W / 2 + float(rng.uniform(-120, 120)) + cond.shift * FRAME_W
         cy = FRAME_H - th * scale / 2 - float(rng.uniform(0, 40))
         T = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]], np.float64)
         M = T @ S @ Hy
@@ -406,8 +456,61 @@ def render_scene(plate: str | None, *, kind: str = "auto",
                 cv2.circle(glare, (int(p[0]), int(p[1])), 60, 1.0, -1)
                 glare = cv2.GaussianBlur(glare, (0, 0), 40)[..., None]
                 frame = np.clip(frame + glare * 900, 0, 255).astype(np.uint8)
+    if cond.clutter:
+        frame = _clutter(frame, rng, quad_out)
+    if cond.glare > 0:
+        frame = _glare(frame, rng, cond.glare)
+    if cond.timestamp:
+        frame = _timestamp(frame, rng)
     return Scene(frame=frame, quad=quad_out, plate=plate, kind=plate_kind, conditions=cond,
                  seed=seed, rng_state=dict(rng.bit_generator.state))
+
+
+def _clutter(frame: np.ndarray, rng: np.random.Generator, quad: np.ndarray | None
+             ) -> np.ndarray:
+    """Signs with text in the background: blue and yellow boards like plates' colours."""
+    pil = Image.fromarray(frame)
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(2, 5))):
+        w, h = int(rng.integers(160, 420)), int(rng.integers(40, 110))
+        x, y = int(rng.integers(0, FRAME_W - w)), int(rng.integers(0, 300))
+        if quad is not None and quad[:, 1].min() < y + h and x < quad[:, 0].max() \
+                and quad[:, 0].min() < x + w:
+            continue  # never over the plate
+        bg = [(170, 80, 20), (20, 180, 240), (40, 120, 40), (235, 235, 235)][
+            int(rng.integers(0, 4))]
+        draw.rectangle((x, y, x + w, y + h), fill=bg)
+        txt = str(rng.choice(["煤矿入口", "限速5公里", "过磅请熄火", "安全第一", "EXIT 3",
+                              "禁止超载", "计量站"]))
+        draw.text((x + 10, y + h // 5), txt, fill=(250, 250, 250) if bg[0] < 200 else (20,) * 3,
+                  font=_font(CJK_FONT, int(h * 0.55)))
+    return np.asarray(pil).copy()
+
+
+def _glare(frame: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Shooting through a windscreen: a veil of reflected sky and a bright diagonal band."""
+    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    a = float(rng.uniform(0.3, 1.2))
+    off = float(rng.uniform(-400, 400))
+    d = np.abs(yy * np.cos(a) - (xx - FRAME_W / 2 - off) * np.sin(a)) / 120.0
+    band = np.exp(-d * d)[..., None]
+    veil = amount * (0.35 + 0.65 * band)
+    out = frame.astype(np.float32) * (1 - veil) + 245.0 * veil
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _timestamp(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The camera's on-screen display: date, time and lane, white with a dark outline."""
+    pil = Image.fromarray(frame)
+    draw = ImageDraw.Draw(pil)
+    t = f"2026-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d} " \
+        f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:" \
+        f"{int(rng.integers(0, 60)):02d}"
+    font = _font(CJK_FONT, 30)
+    for text, xy in ((t + " 星期五", (20, 16)), (f"入口{int(rng.integers(1, 4))} 地磅", (20, 660))):
+        draw.text(xy, text, fill=(255, 255, 255), font=font, stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    return np.asarray(pil).copy()
 
 
 def _apply_camera(frame: np.ndarray, cond: Conditions, rng: np.random.Generator,

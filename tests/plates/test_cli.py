@@ -45,3 +45,24 @@ def test_bench_on_unlabelled_folder_explains(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["bench", str(tmp_path)])
     assert res.exit_code == 1
     assert "labels.csv" in res.output
+
+
+def test_read_says_unreadable_or_special_for_a_police_plate(tmp_path: Path) -> None:
+    frame, _ = render_frame("陕K1234警", kind="police", conditions=Conditions(), seed=5)
+    cv2.imwrite(str(tmp_path / "p.jpg"), frame)
+    res = CliRunner().invoke(app, ["read", str(tmp_path / "p.jpg")])
+    assert res.exit_code == 0, res.output
+    assert "special plate" in res.output, res.output
+
+
+def test_bench_on_real_scenes_with_toml_labels(tmp_path: Path) -> None:
+    scenes = Path(__file__).resolve().parents[2].parent / "shared" / "plates-dev" / "scenes"
+    assert scenes.is_dir(), f"real plate data missing: {scenes}"
+    labels = tmp_path / "labels.toml"
+    labels.write_text('[[scene]]\nfile = "ccpd_fn5.jpg"\nplate = "浙G857PM"\ncertain = true\n'
+                      'condition = "far_near"\n\n[[scene]]\nfile = "ccpd_np1.jpg"\nplate = ""\n'
+                      'certain = true\ncondition = "no_plate"\n', encoding="utf-8")
+    res = CliRunner().invoke(app, ["bench", str(scenes), "--labels", str(labels)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["plate_frames"] == 1 and rep["accuracy"] == 1.0, rep

@@ -62,7 +62,7 @@ def test_decoder_only_completes_grammar_valid_plates() -> None:
 def test_disputed_readings_never_reach_a_gate_threshold() -> None:
     sure = (0.999,) * 7
     agreed = Evidence(text="陕K12345", char_probs=sure, agree=True)
-    disputed = Evidence(text="陕K12345", char_probs=sure, agree=False)
+    disputed = Evidence(text="陕K12345", char_probs=sure, agree=False, rival=True)
     assert calibrate(agreed) >= 0.9
     assert calibrate(disputed) <= DISAGREE_CAP < 0.9
     assert cap(disputed) == DISAGREE_CAP

@@ -72,17 +72,24 @@ def test_confidence_is_bounded_and_rises_with_evidence() -> None:
 def test_weak_characters_cap_confidence_whatever_the_others_say() -> None:
     # Outside the fitted data the logistic model alone would be optimistic.
     assert calibrate(ev((0.3,) * 7)) <= 0.3 ** CAP_EXPONENT + 1e-9
-    # One character the models barely saw keeps the reading below the gate's 0.9 threshold
-    # (below 0.12: never 0.9; below 0.36: never 0.95), however sure the others are.
-    assert calibrate(ev((0.1,) + (1.0,) * 6)) < 0.9
-    assert calibrate(ev((0.3,) + (1.0,) * 6)) < 0.95
+    # A serial character the models barely saw keeps the reading below the gate's 0.9
+    # threshold, however sure the others are (CAP_EXPONENT 0.3: below 0.70 never passes).
+    assert calibrate(ev((1.0,) * 3 + (0.6,) + (1.0,) * 3)) < 0.9
+    # The province has a looser floor (faint but right on small real crops), yet one the
+    # models hardly saw at all cannot pass.
+    assert calibrate(ev((0.004,) + (1.0,) * 6)) < 0.9
+    # Look-alike characters (0/D/Q, 6/G, ...) are held to a stricter cap.
+    sure_d = Evidence(text="陕K1234D", char_probs=(1.0,) * 6 + (0.9,))
+    sure_h = Evidence(text="陕K1234H", char_probs=(1.0,) * 6 + (0.9,))
+    assert calibrate(sure_d) < 0.9 <= calibrate(sure_h)
 
 
 def test_a_doubtful_character_or_a_close_rival_lowers_confidence() -> None:
     sure = calibrate(ev((0.99,) * 7))
     assert calibrate(ev((0.4,) + (0.99,) * 6)) < sure  # province barely seen
     assert calibrate(ev((0.99,) * 6 + (0.3,))) < sure
-    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, agree=False)
+    disputed = Evidence(text="陕K12345", char_probs=(0.99,) * 7, agree=False,
+                          rival=True)
     assert calibrate(disputed) < sure  # the two recognisers read different texts
     assert len(WEIGHTS) == len(FEATURE_NAMES) + 1
 
