@@ -57,10 +57,12 @@ class PtyPort:
             os.close(self.slave)
             raise
         self._reader_added = False
-        # Called once a client reads from or writes to the device (then cleared: it costs two
-        # ioctls per write to notice a reader, which is only worth it until one is seen).
+        # Called once a client opens and configures the device, reads from it or writes to it
+        # (then cleared: noticing a reader costs a few syscalls per write, worth it only until
+        # one is seen).
         self.on_contact: Contact | None = None
         self._unread = 0
+        self._attrs = termios.tcgetattr(self.slave)  # raw, at the pty's default speed
 
     def _queued_for_client(self) -> int:
         """Bytes written by us that no client has read yet (the slave's input queue)."""
@@ -75,11 +77,26 @@ class PtyPort:
         if callback is not None:
             callback()
 
-    def write(self, data: bytes) -> None:
-        # A client that only reads (a continuous-output indicator's) is seen by the queue
-        # shrinking: only a read or a flush on open takes bytes out of it.
-        if self.on_contact is not None and self._queued_for_client() < self._unread:
+    def _configured_by_client(self) -> bool:
+        """A client set the line up (pyserial sets the baud rate and flags when it opens)."""
+        try:
+            return bool(termios.tcgetattr(self.slave) != self._attrs)
+        except termios.error:
+            return False
+
+    def check_contact(self) -> None:
+        """Notice a client that only reads (a continuous-output indicator's). Mainly: it sets
+        the line up when it opens it (pyserial, like any serial library, sets the baud rate),
+        which changes the slave's termios. Also: the queue shrank (only a read, or a flush on
+        open, takes bytes out) — that catches a slow raw reader, but one that never sets the
+        line up and keeps the queue empty goes unseen (wait for another endpoint instead)."""
+        if self.on_contact is None:
+            return
+        if self._configured_by_client() or self._queued_for_client() < self._unread:
             self._contact()
+
+    def write(self, data: bytes) -> None:
+        self.check_contact()
         try:
             os.write(self.master, data)
         except (BlockingIOError, OSError):

@@ -19,6 +19,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from firmware_sim.relay_board import relay_frame
 from firmware_sim.runner import GATE_ENDPOINTS, StartRule
+from firmware_sim.transports import PtyPort
 from tests.sim.conftest import SimThread, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,6 +141,26 @@ def test_the_scenario_starts_when_the_gate_connects(
     wait_for(lambda: "arrived" in event_names(sim), timeout=60, what="the truck's arrival")
     names = event_names(sim)
     assert names.index("waiting") < names.index("start") < names.index("arrived"), names
+
+
+def test_a_pty_client_is_seen_however_early_it_comes(tmp_path: Path) -> None:
+    """The gate may open the pty before the first frame, read a little, and be slow after:
+    still seen (it set the line up), with no timing involved."""
+    seen: list[str] = []
+    pty = PtyPort(tmp_path / "ttyTEST")
+    try:
+        pty.on_contact = lambda: seen.append("pty")
+        pty.write(b"frame-0\r\n")
+        assert seen == [], "no client yet"
+        with serial.Serial(str(pty.link), 9600, timeout=5) as port:  # opens before frame 1
+            pty.write(b"frame-1\r\n")
+            assert port.read(1)
+        pty.write(b"frame-2\r\n")
+        assert seen == ["pty"]
+        pty.write(b"frame-3\r\n")
+        assert seen == ["pty"], "reported once"
+    finally:
+        pty.close()
 
 
 def test_wait_for_every_named_endpoint(running_sim: Callable[..., SimThread]) -> None:
