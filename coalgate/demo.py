@@ -578,6 +578,8 @@ async def run_demo(opts: DemoOptions) -> int:
             sim = Child(f"simulator {p.site_id}", [
                 *_coalgate(), "sim", "run", "--scenario", str(gdir / "scenario.toml"),
                 "--speed", str(opts.speed), "--repeat",
+                # Trucks come once this site's gate reads its scale and polls its gate IO.
+                "--wait-for", f"{p.scale_kind},gate_io_tcp",
                 "--endpoints-out", str(gdir / "endpoints.json"),
                 "--truth-out", str(gdir / "truth.jsonl"), "--dev-dir", str(gdir / "dev"),
             ], logs / f"sim-{p.site_id}.log")

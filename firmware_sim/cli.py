@@ -11,7 +11,7 @@ import typer
 
 from firmware_sim.camera.cli import frames
 from firmware_sim.errors import ScenarioError, SimError
-from firmware_sim.runner import Simulator
+from firmware_sim.runner import GATE_ENDPOINTS, Simulator, StartRule
 from firmware_sim.scenario import load_scenario
 
 # Exit codes are raised as SystemExit: the root ``coalgate`` group is plain click, which does
@@ -70,11 +70,27 @@ def run(
         typer.Option("--linger", help="After the scenario ends, keep every endpoint serving "
                      "(an empty platform) until Ctrl-C, so the gate under test stops first."),
     ] = False,
+    wait_for: Annotated[
+        str | None,
+        typer.Option("--wait-for", help="Start the scenario once the gate has shown itself on "
+                     "every one of these endpoints (comma-separated, e.g. "
+                     "'xk3190_pty,gate_io_tcp'; names: " + ", ".join(GATE_ENDPOINTS) + "). "
+                     "Default: on the first contact on any endpoint."),
+    ] = None,
+    start_delay: Annotated[
+        float | None,
+        typer.Option("--start-delay", min=0.0, help="Start the scenario this many real seconds "
+                     "after the endpoints are up, without waiting for a gate (0: at once)."),
+    ] = None,
 ) -> None:
     """Start the simulated site and run a scenario until it ends or Ctrl-C.
 
     Writes every endpoint (serial devices, TCP ports, Modbus unit ids and register maps, camera
     URLs) to --endpoints-out and one JSON line of ground truth per truck pass.
+
+    The scenario clock starts when the gate is connected (its first Modbus request, serial read
+    or write, TCP connection or camera fetch; see --wait-for), or after --start-delay; the
+    truth log says which ("waiting", then "start" events).
 
     Example: coalgate sim run --scenario config/scenarios/honest-two-pass.toml --speed 10
     --endpoints-out /tmp/sim.json
@@ -83,6 +99,12 @@ def run(
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    try:
+        names = [n.strip() for n in (wait_for or "").split(",") if n.strip()]
+        start = StartRule(delay_s=start_delay, wait_for=tuple(names))
+    except ValueError as exc:
+        typer.echo(f"error: --wait-for/--start-delay: {exc}", err=True)
         raise SystemExit(2) from exc
     sink: TextIO = sys.stdout
     opened: TextIO | None = None
@@ -100,6 +122,7 @@ def run(
         anpr_push_url=anpr_push,
         repeat=repeat,
         linger=linger,
+        start=start,
     )
     try:
         asyncio.run(_run(sim))

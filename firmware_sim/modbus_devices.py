@@ -32,7 +32,7 @@ from firmware_sim.protocols.modbus_maps import (
     REGISTER_BLOCK_SIZE,
     transmitter_registers,
 )
-from firmware_sim.transports import NullModem
+from firmware_sim.transports import Contact, NullModem
 from firmware_sim.world import GateOutputs, Site
 
 __all__ = ["ScaleTransmitter", "GateIo", "ModbusSlave"]
@@ -79,6 +79,20 @@ class ModbusSlave:
         self.context: Any = None
         self.tcp_port = 0
         self.answering = True
+        # Called when a master connects over TCP / first sends a request over RTU.
+        self.on_tcp_contact: Contact | None = None
+
+    @property
+    def on_rtu_contact(self) -> Contact | None:
+        return self.modem.outer.on_contact
+
+    @on_rtu_contact.setter
+    def on_rtu_contact(self, callback: Contact | None) -> None:
+        self.modem.outer.on_contact = callback
+
+    def _traced_connect(self, connected: bool) -> None:
+        if connected and self.on_tcp_contact is not None:
+            self.on_tcp_contact()
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         await self._start_tcp(0)
@@ -94,7 +108,8 @@ class ModbusSlave:
         await self._rtu.serve_forever(background=True)
 
     async def _start_tcp(self, port: int) -> None:
-        tcp = ModbusTcpServer(_device(self.unit_id), address=("127.0.0.1", port))
+        tcp = ModbusTcpServer(_device(self.unit_id), address=("127.0.0.1", port),
+                              trace_connect=self._traced_connect)
         if self.context is None:
             self.context = tcp.context
         else:

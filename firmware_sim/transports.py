@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import struct
+import termios
 import tty
 from collections.abc import Callable
 from pathlib import Path
 
 from firmware_sim.errors import TransportError
 
-__all__ = ["PtyPort", "NullModem", "TcpFanout", "Receiver"]
+__all__ = ["PtyPort", "NullModem", "TcpFanout", "Receiver", "Contact"]
 
 Receiver = Callable[[bytes, Callable[[bytes], None]], None]
 """Called with received bytes and a ``reply(data)`` function for the same connection."""
+
+Contact = Callable[[], None]
+"""Called when a client shows itself on an endpoint (connects, sends, or reads)."""
 
 _READ_SIZE = 4096
 
@@ -51,12 +57,52 @@ class PtyPort:
             os.close(self.slave)
             raise
         self._reader_added = False
+        # Called once a client opens and configures the device, reads from it or writes to it
+        # (then cleared: noticing a reader costs a few syscalls per write, worth it only until
+        # one is seen).
+        self.on_contact: Contact | None = None
+        self._unread = 0
+        self._attrs = termios.tcgetattr(self.slave)  # raw, at the pty's default speed
+
+    def _queued_for_client(self) -> int:
+        """Bytes written by us that no client has read yet (the slave's input queue)."""
+        try:
+            raw = fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", raw)[0])
+
+    def _contact(self) -> None:
+        callback, self.on_contact = self.on_contact, None
+        if callback is not None:
+            callback()
+
+    def _configured_by_client(self) -> bool:
+        """A client set the line up (pyserial sets the baud rate and flags when it opens)."""
+        try:
+            return bool(termios.tcgetattr(self.slave) != self._attrs)
+        except termios.error:
+            return False
+
+    def check_contact(self) -> None:
+        """Notice a client that only reads (a continuous-output indicator's). Mainly: it sets
+        the line up when it opens it (pyserial, like any serial library, sets the baud rate),
+        which changes the slave's termios. Also: the queue shrank (only a read, or a flush on
+        open, takes bytes out) — that catches a slow raw reader, but one that never sets the
+        line up and keeps the queue empty goes unseen (wait for another endpoint instead)."""
+        if self.on_contact is None:
+            return
+        if self._configured_by_client() or self._queued_for_client() < self._unread:
+            self._contact()
 
     def write(self, data: bytes) -> None:
+        self.check_contact()
         try:
             os.write(self.master, data)
         except (BlockingIOError, OSError):
             pass  # nobody is reading: the bytes fall on the floor, as on a real line
+        if self.on_contact is not None:
+            self._unread = self._queued_for_client()
 
     def on_receive(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
         def readable() -> None:
@@ -65,6 +111,7 @@ class PtyPort:
             except (BlockingIOError, OSError):
                 return
             if data:
+                self._contact()
                 receiver(data, self.write)
 
         loop.add_reader(self.master, readable)
@@ -133,6 +180,7 @@ class TcpFanout:
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
+        self.on_contact: Contact | None = None  # called at each client's connection
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = await asyncio.start_server(self._client, host, port)
@@ -140,6 +188,8 @@ class TcpFanout:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        if self.on_contact is not None:
+            self.on_contact()
 
         def reply(data: bytes) -> None:
             if not writer.is_closing():

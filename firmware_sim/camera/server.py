@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -71,6 +72,9 @@ class CameraServer:
         self._stopping = threading.Event()
         self._pushers: list[threading.Thread] = []
         self.push_errors: list[str] = []
+        # Called (from the HTTP thread) for every request: the simulator starts its scenario
+        # once the gate fetches its first frame.
+        self.on_request: Callable[[], None] | None = None
         self.show(None)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -190,6 +194,8 @@ class CameraServer:
 
     # -- HTTP ----------------------------------------------------------------------------
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        if self.on_request is not None:
+            self.on_request()
         path = req.path.split("?")[0]
         if path == "/snapshot.jpg":
             self._send(req, 200, "image/jpeg", self._current_jpeg())

@@ -47,14 +47,15 @@ def tare_body(site: str, i: int) -> dict[str, object]:
 
 
 def weigh_through_outage(store: LedgerStore, box: Any, site: str, first: int, seconds: float,
-                         every_s: float, max_block_s: float) -> int:
-    """Append a weighing every ``every_s`` for ``seconds`` while the broker is down; returns
-    the next index. Each append must return within ``max_block_s``: appends are local and
-    durable and never wait for the network (a generous bound: it catches blocking on a
-    reconnect, not slowness)."""
+                         every_s: float, max_block_s: float, min_entries: int = 0) -> int:
+    """Append a weighing every ``every_s`` for ``seconds`` while the broker is down, and on
+    until at least ``min_entries`` were appended (so a slow machine builds the same backlog,
+    only later); returns the next index. Each append must return within ``max_block_s``:
+    appends are local and durable and never wait for the network (a generous bound: it
+    catches blocking on a reconnect, not slowness)."""
     n = first
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end or n - first < min_entries:
         t0 = time.monotonic()
         store.append("weighing", tare_body(site, n))
         box.notify()

@@ -232,14 +232,21 @@ def test_in_process_broker_logins_and_per_site_acl(tmp_path: Path) -> None:
         a = connect("a", "mine-a", "pa")
         connect("wrong", "mine-a", "pb")
         connect("anonymous", None, None)
-        wait_until(lambda: len(results) == 4, 15, "four connection results")
+        wait_until(lambda: len(results) == 4, 30, "four connection results")
         assert results["central"] == results["a"] == "Success"
         assert results["wrong"] == results["anonymous"] == "Not authorized"
+        # Publish only once the broker has acknowledged the subscription (its SUBACK), not
+        # after a guessed pause: on a loaded machine the pause may be too short.
+        subscribed = threading.Event()
+        central.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
         central.subscribe("coalgate/v1/sites/+/ledger", 1)
-        time.sleep(0.5)
-        a.publish(topic("mine-b", "ledger"), b"{}", qos=1).wait_for_publish(5)
-        a.publish(topic("mine-a", "ledger"), b"{}", qos=1).wait_for_publish(5)
-        wait_until(lambda: topic("mine-a", "ledger") in got, 10, "mine-a's own ledger message")
+        assert subscribed.wait(30), "the broker did not acknowledge the central's SUBSCRIBE"
+        a.publish(topic("mine-b", "ledger"), b"{}", qos=1).wait_for_publish(30)
+        a.publish(topic("mine-a", "ledger"), b"{}", qos=1).wait_for_publish(30)
+        wait_until(lambda: topic("mine-a", "ledger") in got, 30, "mine-a's own ledger message")
+        # mine-b's message was published first on the same connection and subscription, so
+        # had the broker let it through it would have been delivered before mine-a's; the
+        # short pause only gives a misbehaving broker extra rope.
         time.sleep(0.3)
         assert got == [topic("mine-a", "ledger")], "a site published under another's topic"
     finally:

@@ -3,6 +3,12 @@
 The test plays only the ANPR camera: it tails the simulator's truth log and pushes each
 arriving truck's *shown* plate to the agent's /device/anpr, as a camera on the entry loop would.
 Everything else — serial ptys, TCP, Modbus gate IO, barrier — is the real thing.
+
+Timing (issue 16): the simulator starts its scenario clock only once the agent is connected to
+both its scale endpoint and the gate IO board (``--wait-for``), so a slow agent start-up on a
+loaded machine changes nothing the agent sees. Every wait here is on an event (a file, a state,
+a truth record); its timeout only guards against a hang and is generous, and its failure says
+what was awaited.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# Generous hang guards for a loaded 2-core machine: they bound a hang, never a speed.
+START_TIMEOUT_S = 120.0
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:
@@ -76,11 +86,13 @@ class SimRun:
              "--speed", str(self.speed), "--endpoints-out", str(ep),
              "--truth-out", str(self.tmp / "truth.jsonl"), "--dev-dir", str(self.tmp / "dev"),
              # The agent is stopped before the simulator, so no device vanishes under it.
-             "--linger"],
+             "--linger",
+             # Trucks come only once the agent reads its scale and polls its gate IO board.
+             "--wait-for", f"{self.scale_endpoint},gate_io_tcp"],
             cwd=ROOT, stdout=open(self.tmp / "sim.out", "wb"),
             stderr=open(self.tmp / "sim.err", "wb"),
         )
-        wait_for(ep.exists, 30, "the simulator's endpoints file")
+        wait_for(ep.exists, START_TIMEOUT_S, "the simulator's endpoints file")
         self.endpoints = json.loads(ep.read_text())
 
     def write_config(self, port: int) -> Path:
@@ -129,7 +141,7 @@ class SimRun:
                 assert self.agent is not None and self.agent.poll() is None, self.agent_log()
                 return False
 
-        wait_for(up, 30, "the agent's console")
+        wait_for(up, START_TIMEOUT_S, "the agent's console")
 
     def agent_log(self) -> str:
         p = self.tmp / "agent.log"
@@ -184,7 +196,10 @@ class SimRun:
             "action": "manual_barrier_up", "reason": "核实后放行（测试）"}, timeout=2)
         assert r.status_code == 200, r.text
 
-    def run_until(self, done: Any, timeout: float, operator: bool = False) -> None:
+    def run_until(self, done: Any, timeout: float, operator: bool = False,
+                  what: str = "") -> None:
+        """Play camera (and operator) until ``done()``; a timeout (a hang guard) fails the test
+        naming ``what`` was awaited, with the simulator's last events and the agent's log."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.play_camera()
@@ -196,6 +211,16 @@ class SimRun:
             if done():
                 return
             time.sleep(0.05)
+        awaited = what or getattr(done, "__name__", "a condition")
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {awaited}"
+            f"\n-- last simulator events:\n{self.truth_tail()}\n-- agent log:\n{self.agent_log()}")
+
+    def truth_tail(self, n: int = 12) -> str:
+        return "\n".join(json.dumps(r, ensure_ascii=False) for r in self.truth()[-n:])
+
+    def sim_started(self) -> bool:
+        return any(r.get("event") == "start" for r in self.truth())
 
     def sim_ended(self) -> bool:
         return any(r.get("record") == "end" for r in self.truth())

@@ -72,8 +72,7 @@ def reader_run(tmp_path: Path) -> Iterator[Any]:
 
 def test_honest_trucks_plates_are_read_from_camera_frames(reader_run: Any) -> None:
     r = reader_run("honest-two-pass", scale_endpoint="xk3190_pty")
-    r.run_until(r.sim_ended, 150)
-    assert r.sim_ended(), "scenario did not end:\n" + r.agent_log()
+    r.run_until(r.sim_ended, 300, what="the end of the scenario (the simulator's end record)")
     weighings_seen = httpx.get(r.console + "/api/transactions").json()
     assert r.stop_agent() == 0, r.agent_log()
     entries = r.entries()
@@ -111,7 +110,8 @@ pass = "gross"
 shown_plate = "陕K99999"
 """, encoding="utf-8")
     r = reader_run("plate-swap", rear=True, scenario_file=scen)
-    r.run_until(lambda: httpx.get(r.console + "/api/state").json()["decision"] is not None, 90)
+    r.run_until(lambda: httpx.get(r.console + "/api/state").json()["decision"] is not None, 300,
+                what="the gate's decision on the swapped-plate truck")
     st = httpx.get(r.console + "/api/state").json()
     assert st["decision"]["decision"] == "hold", st
     bad = httpx.post(r.console + "/device/anpr", json={"AlarmInfoPlate": {"heartbeat": 1}},

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from firmware_sim.runner import Simulator
+from firmware_sim.runner import Simulator, StartRule
 from firmware_sim.scenario import parse_scenario
 
 STANDING_TRUCK = """\
@@ -112,6 +112,7 @@ def running_sim(tmp_path: Path) -> Iterator[Callable[..., SimThread]]:
         speed: float = 20.0,
         frame_hz: float = 20.0,
         camera: bool = False,
+        start_rule: StartRule | None = None,
     ) -> SimThread:
         sim = Simulator(
             parse_scenario(text, "test.toml"),
@@ -120,6 +121,7 @@ def running_sim(tmp_path: Path) -> Iterator[Callable[..., SimThread]]:
             frame_hz=frame_hz,
             endpoints_out=tmp_path / "endpoints.json",
             camera=camera,
+            start=start_rule,
         )
         thread = SimThread(sim).start()
         started.append(thread)

@@ -102,7 +102,8 @@ def test_linger_keeps_serving_after_the_end_until_stopped(tmp_path: Path) -> Non
         'arrive_s = 600\n',
         encoding="utf-8",
     )
-    proc, eps = start(tmp_path, scenario, speed=20.0, extra=("--linger",))
+    # No gate here: the scenario starts at once instead of waiting for one.
+    proc, eps = start(tmp_path, scenario, speed=20.0, extra=("--linger", "--start-delay", "0"))
     try:
         truth = tmp_path / "truth.jsonl"
         wait_for(lambda: '"record": "end"' in truth.read_text("utf-8"), timeout=30,
@@ -127,7 +128,9 @@ def test_linger_keeps_serving_after_the_end_until_stopped(tmp_path: Path) -> Non
 
 def test_whole_scenario_with_a_gate_pc_on_modbus(tmp_path: Path) -> None:
     """A minimal gate PC: weigh when stable, raise the arm, lower it once past the exit loop."""
-    proc, eps = start(tmp_path, SCENARIOS / "honest-two-pass.toml", speed=25.0)
+    # The scenario starts once this gate PC has connected to both Modbus devices.
+    proc, eps = start(tmp_path, SCENARIOS / "honest-two-pass.toml", speed=25.0,
+                      extra=("--wait-for", "modbus_tcp,gate_io_tcp"))
     scale = ModbusTcpClient("127.0.0.1", port=eps["modbus"]["scale_tcp"]["port"])
     gate = ModbusTcpClient("127.0.0.1", port=eps["modbus"]["gate_io_tcp"]["port"])
     assert scale.connect() and gate.connect()
