@@ -154,22 +154,34 @@ def _blocked_but_stable(g: GateState, t: Txn, kg: int, now_ms: int, out: list[Ac
         r.plate != own.plate and ts >= own_ms for r, ts in g.last_plates
     )
     regained = t.beams_clear_once and kg - t.clear_weight > p.second_vehicle_kg
-    if g.io.ir_entry and (regained or queued):
-        if "second_vehicle" not in t.flags:
-            t.flags.append("second_vehicle")
-            t.alone_kg = t.clear_weight if t.beams_clear_once else None
-        g.alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
-        # No weighing of two trucks at once: hold until one backs off or the operator acts.
-        g.state = HELD
+    if g.io.ir_entry and regained:
+        _second_vehicle(g, t, kg, out)
         return
+    # A plate queued behind us is only evidence once the beam has stayed blocked for the grace
+    # time: a truck still driving on also blocks the entry beam, and its partial weight can be
+    # stable between two axles while the next truck's plate is read.
     if t.blocked_since_ms is None:
         t.blocked_since_ms = now_ms
-    elif now_ms - t.blocked_since_ms >= p.beam_grace_ms:
-        beams = [b for b, on in (("entry", g.io.ir_entry), ("exit", g.io.ir_exit)) if on]
-        g.alarm("not_fully_on_platform", out, {"weight_kg": kg, "beams_blocked": beams})
-        if "not_fully_on_platform" not in t.flags:
-            t.flags.append("not_fully_on_platform")
-        g.state = HELD  # no weighing; the truck must pull fully on, or the operator acts
+        return
+    if now_ms - t.blocked_since_ms < p.beam_grace_ms:
+        return
+    if g.io.ir_entry and queued:
+        _second_vehicle(g, t, kg, out)
+        return
+    beams = [b for b, on in (("entry", g.io.ir_entry), ("exit", g.io.ir_exit)) if on]
+    g.alarm("not_fully_on_platform", out, {"weight_kg": kg, "beams_blocked": beams})
+    if "not_fully_on_platform" not in t.flags:
+        t.flags.append("not_fully_on_platform")
+    g.state = HELD  # no weighing; the truck must pull fully on, or the operator acts
+
+
+def _second_vehicle(g: GateState, t: Txn, kg: int, out: list[Action]) -> None:
+    if "second_vehicle" not in t.flags:
+        t.flags.append("second_vehicle")
+        t.alone_kg = t.clear_weight if t.beams_clear_once else None
+    g.alarm("second_vehicle", out, {"weight_kg": kg, "before_kg": t.clear_weight})
+    # No weighing of two trucks at once: hold until one backs off or the operator acts.
+    g.state = HELD
 
 
 def _watch_standing(g: GateState, t: Txn, w: int, now_ms: int, out: list[Action]) -> None:

@@ -498,6 +498,27 @@ def test_tailgater_blocking_the_entry_beam_is_a_second_vehicle() -> None:
     assert not g.barrier_up
 
 
+def test_next_trucks_plate_while_ours_pauses_between_axles_is_not_a_second_vehicle() -> None:
+    """Issue 16 (cheats scenario under load): the next truck's plate is read at the entry while
+    ours, still driving on, stands a moment with its rear axles on the ramp. The partial weight
+    is stable and the entry beam blocked, but that is one truck within the beam grace time."""
+    g = Gate()
+    g.set_io(loop_entry=True)
+    g.send(PlateRead(PLATE, 950, "anpr", axles=6))
+    g.set_io(ir_entry=True)
+    g.ramp(0, 20000, 1000)
+    g.send(PlateRead("蒙A40004", 950, "anpr", axles=3))  # the next truck, queued behind
+    g.hold(20000, g.ctrl.policy.beam_grace_ms - 500)  # a pause between axles, stable
+    assert "second_vehicle" not in g.alarms() and g.ctrl.state != "held"
+    g.set_io(loop_entry=False)
+    g.ramp(20000, 40000, 1000)
+    g.set_io(ir_entry=False)
+    g.hold(40000, 3000)
+    w = g.bodies("weighing")
+    assert [(x["plate"], x["weight_kg"], x["reasons"]) for x in w] == [(PLATE, 40000, [])]
+    assert g.barrier_up
+
+
 def test_two_trucks_on_the_platform_cannot_be_waved_out_unweighed() -> None:
     g = Gate()
     g.drive_on(30000, PLATE)
