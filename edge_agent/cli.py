@@ -8,7 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from edge_agent.config import ConfigError, console_warnings, file_problems, load_config
+from edge_agent.config import (
+    ConfigError,
+    SiteConfig,
+    console_warnings,
+    file_problems,
+    load_config,
+)
 
 app = typer.Typer(
     help="The gate agent: check a site config, run the gate.",
@@ -25,13 +31,7 @@ def check_config(file: ConfigArg) -> None:
 
     Example: coalgate edge check-config config/site.example.toml
     """
-    try:
-        cfg = load_config(file)
-    except ConfigError as exc:
-        typer.echo(f"{exc.path}: {len(exc.problems)} problem(s):", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(1) from None
+    cfg = _load_or_exit(file)
     for warning in file_problems(cfg) + console_warnings(cfg):
         typer.echo(f"warning: {warning}", err=True)
     p = cfg.gate_policy()
@@ -57,13 +57,7 @@ def run(
     """
     from edge_agent.runtime import RuntimeError_, run_agent
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"{exc.path}: {len(exc.problems)} problem(s):", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(1) from None
+    cfg = _load_or_exit(config)
     problems = file_problems(cfg)
     if problems:
         for p in problems:
@@ -92,13 +86,7 @@ PasswordStdin = Annotated[bool, typer.Option(
 def _accounts(config: Path) -> Any:
     from edge_agent.accounts import AccountStore
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"{exc.path}: {len(exc.problems)} problem(s):", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(1) from None
+    cfg = _load_or_exit(config)
     return AccountStore(cfg.console.accounts)
 
 
@@ -185,3 +173,14 @@ def user_list(config: UserConfig) -> None:
     for a in accounts:
         state = "disabled" if a.disabled else "enabled"
         typer.echo(f"{a.name}\t{a.role}\t{state}\tchanged {a.changed}")
+
+
+def _load_or_exit(file: Path) -> SiteConfig:
+    """The site config, or every problem with its key path on stderr and exit status 1."""
+    try:
+        return load_config(file)
+    except ConfigError as exc:
+        typer.echo(f"{exc.path}: {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(1) from None
