@@ -104,8 +104,10 @@ def test_issue_refuses_a_non_plate_with_a_bilingual_422(c: Central, typed: str) 
 def test_the_library_refuses_too(c: Central) -> None:
     """Callers of service.issue that bypass the API (scripts, future CLIs) get the same rule."""
     with psycopg.connect(c.url) as conn, pytest.raises(TicketInputError, match="车牌号无效"):
-        service.issue(conn, service.IssueRequest(enterprise=ENT_A, plate="ABC123", **{
-            k: v for k, v in TRIP.items()}), who="t", now=datetime.now(UTC))
+        service.issue(conn, service.IssueRequest(
+            enterprise=ENT_A, site="S61082101", plate="ABC123", buyer="鑫源兰炭",
+            destination="保德县", coal_type="洗混煤", planned_net_kg=34500),
+            who="t", now=datetime.now(UTC))
 
 
 def test_plate_filters_normalise_tickets_weighings_alarms(c: Central) -> None:
