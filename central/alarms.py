@@ -122,13 +122,19 @@ def list_alarms(
     states: Sequence[str] | None = None,
     codes: Sequence[str] | None = None,
     category: str | None = None,
+    plate: str | None = None,
     after_id: int | None = None,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[AlarmRow]:
-    """Newest first (oldest first when ``after_id`` is given, for a stream to catch up)."""
+    """Newest first (oldest first when ``after_id`` is given, for a stream to catch up).
+    ``plate`` (already normalised) matches any plate an alarm's detail names: the weighed
+    plate, the plate a typed one replaced, or the tare's plate of a mismatch."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
+    if plate is not None:
+        where.append("%s IN (detail->>'plate', detail->>'read_plate', detail->>'tare_plate')")
+        args.append(plate)
     if sites is not None:
         where.append("site = ANY(%s)")
         args.append(list(sites))

@@ -202,7 +202,8 @@ def issue(
     ticket_id: Annotated[str, typer.Option("--id", help="Ticket id, e.g. T2611050123.")],
     issuer: Annotated[str, typer.Option(help="Issuing enterprise id (as in the trust list).")],
     site: Annotated[str, typer.Option(help="Loading site (gate) id.")],
-    plate: Annotated[str, typer.Option(help="Truck plate, e.g. 陕K8A3B2.")],
+    plate: Annotated[str, typer.Option(
+        help="Truck plate, e.g. 陕K8A3B2 (陕k·8a3b2 is normalised; not a plate: exit 2).")],
     buyer: Annotated[str, typer.Option(help="Buyer (short name or id).")],
     destination: Annotated[str, typer.Option(help="Destination.")],
     coal_type: Annotated[str, typer.Option(help="Coal type, e.g. 洗混煤.")],
@@ -226,6 +227,14 @@ def issue(
     --site S61082101 --plate 陕K8A3B2 --buyer 鑫源兰炭 --destination 保德县
     --coal-type 洗混煤 --planned-kg 34500
     """
+    # The central's plate rule (the gate's grammar), so a ticket signed here names the plate
+    # exactly as the gate reads it. Imported here: only this command needs it.
+    from central.plates import PlateError, check_plate
+
+    try:
+        plate = check_plate(plate, "--plate")
+    except PlateError as exc:
+        raise _fail(str(exc)) from None
     try:
         signer = read_signer_file(key)
         at = _time(issued_at, "--issued-at")

@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from central.api.deps import Conn, require_roles
 from central.auth import Principal
+from central.plates import Plate
 from central.tickets import issuers, service
 from central.tickets.errors import (
     CentralTicketError,
+    IdempotencyConflictError,
     IssuerKeyNotFoundError,
     NoIssuerKeyError,
     QuotaRefusedError,
@@ -60,6 +62,7 @@ def _http(exc: CentralTicketError) -> HTTPException:
         TicketNotFoundError: status.HTTP_404_NOT_FOUND,
         IssuerKeyNotFoundError: status.HTTP_404_NOT_FOUND,
         TicketStateError: status.HTTP_409_CONFLICT,
+        IdempotencyConflictError: status.HTTP_409_CONFLICT,
         QuotaRefusedError: status.HTTP_409_CONFLICT,
         NoIssuerKeyError: status.HTTP_409_CONFLICT,
         SiteNotAllowedError: status.HTTP_403_FORBIDDEN,
@@ -94,7 +97,8 @@ class IssueIn(_In):
     full registered names in buyer_name / destination_name."""
 
     site: str = Field(examples=["S61082101"], description="the loading weighbridge (site id)")
-    plate: str = Field(min_length=2, max_length=16, examples=["陕K8A3B2"])
+    plate: Plate = Field(max_length=32, examples=["陕K8A3B2"],
+                         description="normalised (陕k·8a3b2 -> 陕K8A3B2), else 422")
     buyer: str = Field(min_length=1, max_length=64, examples=["鑫源兰炭"])
     destination: str = Field(min_length=1, max_length=64, examples=["保德县"])
     coal_type: str = Field(min_length=1, max_length=64, examples=["洗混煤"])
@@ -138,11 +142,18 @@ def _out(rec: service.TicketRecord, settings: TicketSettings, request: Request,
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Issue a ticket (enterprise)")
-def issue_ticket(body: IssueIn, request: Request, conn: Conn, user: Issuer,
-                 settings: TicketSettingsDep) -> dict[str, Any]:
+def issue_ticket(
+    body: IssueIn, request: Request, response: Response, conn: Conn, user: Issuer,
+    settings: TicketSettingsDep,
+    idempotency_key: Annotated[str | None, Header(
+        description="one per form fill (e.g. a UUID): a retry or second click with the same "
+                    "key and body returns the first ticket (200) instead of issuing another; "
+                    "the same key with a different body is refused with 409")] = None,
+) -> dict[str, Any]:
     """Sign a ticket for one truck trip at one of the enterprise's sites. Under quota policy
     `enforce` a ticket past the remaining approved capacity is refused with 409 and a message
-    giving capacity, weighed, reserved and remaining; under `monitor` it is issued."""
+    giving capacity, weighed, reserved and remaining; under `monitor` it is issued. The plate
+    is normalised (`陕k·8a3b2` → `陕K8A3B2`) or refused with 422."""
     enterprise = _own_enterprise(user, body.enterprise)
     now = settings.now()
     req = service.IssueRequest(
@@ -156,16 +167,21 @@ def issue_ticket(body: IssueIn, request: Request, conn: Conn, user: Issuer,
         rec = service.issue(conn, req, who=user.name, now=now,
                             default_validity=settings.default_validity,
                             max_validity_days=settings.max_validity_days,
-                            issuer_keys=settings.issuer_keys)
+                            issuer_keys=settings.issuer_keys, idempotency_key=idempotency_key)
     except CentralTicketError as exc:
         raise _http(exc) from None
+    if rec.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
     return _out(rec, settings, request, now)
 
 
 @router.get("", summary="List tickets (newest first)")
 def list_tickets(
     request: Request, conn: Conn, user: Viewer, settings: TicketSettingsDep,
-    site: str | None = None, plate: str | None = None,
+    site: str | None = None,
+    plate: Annotated[Plate | None, Query(description="plate, normalised first: 陕k·12345 "
+                                         "finds 陕K12345; not a plate -> 422")] = None,
     state: Annotated[str | None, Query(pattern="^(valid|used|voided|expired|not_yet_valid)$")]
     = None,
     enterprise: str | None = None,

@@ -9,6 +9,7 @@ __all__ = [
     "TicketInputError",
     "TicketNotFoundError",
     "TicketStateError",
+    "IdempotencyConflictError",
     "QuotaRefusedError",
     "NoIssuerKeyError",
     "IssuerKeyNotFoundError",
@@ -31,6 +32,10 @@ class TicketNotFoundError(CentralTicketError):
 
 class TicketStateError(CentralTicketError):
     """The ticket's state does not allow the change (voiding a used or voided ticket)."""
+
+
+class IdempotencyConflictError(CentralTicketError):
+    """An idempotency key already issued a ticket for a different request."""
 
 
 class QuotaRefusedError(CentralTicketError):

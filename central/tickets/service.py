@@ -9,17 +9,21 @@ transaction, so a delta is never lost nor sent for a change that rolled back.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from central.plates import PlateError, check_plate
 from central.tickets.distribution import enqueue_loading_site
 from central.tickets.errors import (
+    IdempotencyConflictError,
     QuotaRefusedError,
     TicketInputError,
     TicketNotFoundError,
@@ -55,6 +59,8 @@ __all__ = [
 # all alphanumeric, so a length check is exact and 1000× cheaper than building the code.
 _QR_V12_Q_CHARS = 296
 PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+# An Idempotency-Key: what clients generate (UUIDs, ULIDs, random base64url) fits easily.
+IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._:~+/=-]{8,128}")
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -77,6 +83,14 @@ class IssueRequest:
     quota_period: str | None = None  # default: the month of issue in China time
     buyer_name: str | None = None  # full registered names, shown on pages (not in the QR)
     destination_name: str | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the request as asked (defaults not yet applied), to tell a retry of this
+        request from a different request reusing its idempotency key."""
+        fields = {k: (v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v)
+                  for k, v in self.__dict__.items()}
+        text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,8 @@ class TicketRecord:
     voided_by: str | None
     void_reason: str | None
     uses: tuple[TicketUseRow, ...] = field(default=())
+    # True when issue() answered a retried request (same idempotency key) with this ticket.
+    replayed: bool = False
 
     def state(self, now: datetime) -> str:
         """voided, used, expired, not_yet_valid or valid — in that precedence."""
@@ -292,10 +308,68 @@ def issue(
     default_validity: timedelta = timedelta(hours=48),
     max_validity_days: int = 31,
     issuer_keys: IssuerKeyStore | None = None,
+    idempotency_key: str | None = None,
 ) -> TicketRecord:
     """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota.
-    ``issuer_keys``: where the signing keys are ([tickets] issuer_key_dir)."""
+    ``issuer_keys``: where the signing keys are ([tickets] issuer_key_dir).
+
+    The plate is normalised (``陕k·8a3b2`` -> ``陕K8A3B2``) or refused (TicketInputError).
+    With an ``idempotency_key``, a second call with the same key and the same request returns
+    the first call's ticket (``replayed`` is then True on the record) instead of a second
+    ticket; the same key with a different request raises IdempotencyConflictError."""
     check_enterprise_id(req.enterprise)
+    try:
+        req = replace(req, plate=check_plate(req.plate))
+    except PlateError as exc:
+        raise TicketInputError(str(exc)) from None
+    if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
+        raise TicketInputError(
+            f"Idempotency-Key {idempotency_key!r} must be 8-128 of A-Z a-z 0-9 . _ : ~ + / = -;"
+            " generate one per form fill, e.g. a UUID")
+    fingerprint = req.fingerprint()
+    if idempotency_key is not None:
+        with conn.transaction():
+            # Serialise requests carrying this key (a double click arrives twice at once).
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                         (f"ticket_idem/{req.enterprise}/{idempotency_key}",))
+            previous = _by_idempotency_key(conn, req.enterprise, idempotency_key, fingerprint)
+            if previous is not None:
+                return previous
+            return _issue(conn, req, who=who, now=now, default_validity=default_validity,
+                          max_validity_days=max_validity_days, issuer_keys=issuer_keys,
+                          idempotency=(idempotency_key, fingerprint))
+    return _issue(conn, req, who=who, now=now, default_validity=default_validity,
+                  max_validity_days=max_validity_days, issuer_keys=issuer_keys,
+                  idempotency=None)
+
+
+def _by_idempotency_key(conn: psycopg.Connection[Any], enterprise: str, key: str,
+                        fingerprint: str) -> TicketRecord | None:
+    row = conn.execute(
+        "SELECT id, request_hash FROM tickets WHERE enterprise = %s AND idempotency_key = %s",
+        (enterprise, key),
+    ).fetchone()
+    if row is None:
+        return None
+    if row[1] != fingerprint:
+        raise IdempotencyConflictError(
+            f"此 Idempotency-Key 已用于开具票 {row[0]}，但本次内容不同；新开一张票请使用新的 key / "
+            f"Idempotency-Key {key!r} already issued ticket {row[0]} for a different request; "
+            "use a new key for a new ticket (one key per form fill)")
+    return replace(get_ticket(conn, row[0]), replayed=True)
+
+
+def _issue(
+    conn: psycopg.Connection[Any],
+    req: IssueRequest,
+    *,
+    who: str,
+    now: datetime,
+    default_validity: timedelta,
+    max_validity_days: int,
+    issuer_keys: IssuerKeyStore | None,
+    idempotency: tuple[str, str] | None,
+) -> TicketRecord:
     now = now.astimezone(UTC).replace(microsecond=0)
     # req.site is the loading site (the mine) the ticket names; any gate serving it accepts it.
     check_issuing_site(conn, enterprise=req.enterprise, loading_site=req.site)
@@ -340,14 +414,15 @@ def issue(
         except TicketFormatError as exc:
             raise TicketInputError(str(exc)) from None
         token = secrets.token_urlsafe(18)
+        key, fingerprint = idempotency if idempotency is not None else (None, None)
         conn.execute(
-            f"INSERT INTO tickets ({_COLUMNS}) VALUES"
+            f"INSERT INTO tickets ({_COLUMNS}, idempotency_key, request_hash) VALUES"
             " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            "  NULL, NULL, NULL)",
+            "  NULL, NULL, NULL, %s, %s)",
             (ticket_id, req.enterprise, req.site, ticket.plate, ticket.buyer,
              ticket.destination, ticket.coal_type, req.buyer_name, req.destination_name,
              ticket.planned_net_kg, period, ticket.valid_from, ticket.valid_to, now,
-             signer.key_id.hex(), text, token, who),
+             signer.key_id.hex(), text, token, who, key, fingerprint),
         )
         enqueue_loading_site(conn, req.site, {"type": "issued", "ticket": text})
     return get_ticket(conn, ticket_id)
@@ -442,7 +517,12 @@ def list_tickets(
     state: str | None = None,
     limit: int = 100,
 ) -> list[TicketRecord]:
-    """Newest first."""
+    """Newest first. ``plate`` is normalised first (PlateError-> TicketInputError)."""
+    if plate is not None:
+        try:
+            plate = check_plate(plate)
+        except PlateError as exc:
+            raise TicketInputError(str(exc)) from None
     where = ["TRUE"]
     args: dict[str, Any] = {"now": now, "limit": limit}
     for name, value in (("enterprise", enterprise), ("site", site), ("plate", plate)):

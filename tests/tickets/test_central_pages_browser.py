@@ -259,3 +259,78 @@ def test_void_a_ticket_through_the_form_after_a_confirmation_with_a_reason(
     assert browser.eval("document.getElementById('state').textContent") == "已作废"
     assert browser.eval("document.getElementById('ticket-qr')") is None
     assert "订单取消 order cancelled" in browser.eval("document.body.innerText")
+
+
+def _double_click(browser: Browser, element_id: str) -> None:
+    """A real double click (CDP mouse events at the element's centre), as a hurried clerk does."""
+    browser.eval(f"document.getElementById({element_id!r}).scrollIntoView({{block: 'center'}})")
+    box = browser.eval(f"(() => {{ const r = document.getElementById({element_id!r})"
+                       ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+                       " })()")
+    x, y = box
+    for count in (1, 2):
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                         clickCount=count)
+
+
+def test_form_refuses_a_non_plate_issues_once_on_a_double_click_and_clears(
+    site: tuple[str, Server, Browser, Gate]
+) -> None:
+    url, server, browser, _ = site
+    with psycopg.connect(url) as conn:  # whatever the other tests left: issue under monitor
+        service.set_policy(conn, ENT_A, "monitor", "t")
+    _open_form(browser, server, make_token(url, "enterprise", ENT_A))
+    for field, value in (("plate", "ABC123"), ("buyer", "鑫源兰炭"), ("destination", "保德县"),
+                         ("coal_type", "洗混煤"), ("planned", "30"), ("hours", "24")):
+        _set(browser, field, value)
+    _double_click(browser, "submit")
+    browser.wait_for("document.getElementById('message').className === 'error'", 20,
+                     "the plate refusal")
+    message = browser.eval("document.getElementById('message').textContent")
+    assert message.startswith("开票失败：车牌号无效（plate）"), message
+    assert "'ABC123' 不是有效的车牌" in message and "陕K12345" in message and "晋B1234挂" in message
+    _shot(browser, "form-bad-plate")
+    # Refused: the clerk's input stays to be corrected, the button is usable again.
+    assert browser.eval("document.getElementById('plate').value") == "ABC123"
+    assert browser.eval("document.getElementById('buyer').value") == "鑫源兰炭"
+    assert browser.eval("document.getElementById('submit').disabled") is False
+
+    # Corrected as typed in a hurry (lower case, a dot), then double-clicked: one ticket.
+    _set(browser, "plate", "陕k·7x215")
+    _double_click(browser, "submit")
+    browser.wait_for("!document.getElementById('result').hidden", 20, "issued ticket")
+    browser.wait_for("document.getElementById('submit').disabled === false", 20,
+                     "the button usable again")
+    ticket_id = browser.eval("document.getElementById('ticket-id').textContent")
+    browser.wait_for(_row(ticket_id), 20, "the new ticket in the recent list")
+    # Every POST the page sent (resource timing lists each fetch; the GETs carry a query): the
+    # refused one and a single issuing one, not one per click.
+    posts = browser.eval("performance.getEntriesByType('resource').filter(e => e.name === "
+                         f"{server.base + '/api/v1/tickets'!r}).length")
+    assert posts == 2, posts
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT id, idempotency_key FROM tickets WHERE plate = '陕K7X215'"
+                            ).fetchall()
+    assert len(rows) == 1 and rows[0][0] == ticket_id and rows[0][1], rows
+    assert browser.eval("document.getElementById('message').textContent") == f"已开票 {ticket_id}"
+
+    # The form is clear for the next truck (the site and validity stay).
+    for field in ("plate", "buyer", "buyer_name", "destination", "coal_type", "planned"):
+        assert browser.eval(f"document.getElementById({field!r}).value") == "", field
+    assert browser.eval("document.getElementById('site').value") == "S61082101"
+    assert browser.eval("document.getElementById('hours').value") == "24"
+    _shot(browser, "form-cleared")
+
+    # The next fill is a new request with a new key: the same trip again is a second ticket.
+    for field, value in (("plate", "陕K7X215"), ("buyer", "鑫源兰炭"), ("destination", "保德县"),
+                         ("coal_type", "洗混煤"), ("planned", "30")):
+        _set(browser, field, value)
+    browser.eval("document.getElementById('issue').requestSubmit()")
+    browser.wait_for("document.getElementById('message').textContent.startsWith('已开票') && "
+                     f"!document.getElementById('message').textContent.endsWith({ticket_id!r})",
+                     20, "the second ticket")
+    with psycopg.connect(url) as conn:
+        keys = conn.execute("SELECT idempotency_key FROM tickets WHERE plate = '陕K7X215'"
+                            ).fetchall()
+    assert len(keys) == 2 and keys[0][0] != keys[1][0], keys

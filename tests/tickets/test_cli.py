@@ -8,6 +8,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from ledger.keys import SignerKey, write_signer_file
+from ledger.ticket import parse_ticket
 from ledger.ticket_cli import app
 from ledger.trust import TrustList
 from tests.tickets.conftest import ISSUER, SITE
@@ -129,6 +130,17 @@ def test_issue_refuses_oversized_and_bad_fields(keys: dict[str, Path]) -> None:
     assert run(*args, "--key", keys["mine"], "--allow-large").exit_code == 0
     r = run(*[a if a != "34500" else "0" for a in ISSUE], "--key", keys["mine"])
     assert r.exit_code == 2 and "planned net" in r.stderr
+
+
+def test_issue_normalises_the_plate_or_refuses_it(keys: dict[str, Path]) -> None:
+    args = [a if a != "陕K8A3B2" else "陕k·8a3b2" for a in ISSUE]
+    r = run(*args, "--key", keys["mine"])
+    assert r.exit_code == 0, r.output
+    assert parse_ticket(r.stdout.strip()).ticket.plate == "陕K8A3B2"
+    r = run(*[a if a != "陕K8A3B2" else "ABC123" for a in ISSUE], "--key", keys["mine"])
+    assert r.exit_code == 2
+    assert "车牌号无效（--plate）" in r.stderr
+    assert "陕K12345" in r.stderr and "晋B1234挂" in r.stderr
 
 
 def test_every_command_has_an_example() -> None:

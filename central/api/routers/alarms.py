@@ -16,6 +16,7 @@ from central import alarms as data
 from central.api.deps import AlarmHandler, AlarmReader, Conn, check_site_visible
 from central.api.schemas import AlarmOut, ErrorOut, ResolveIn
 from central.auth import Principal
+from central.plates import Plate
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -46,6 +47,9 @@ def list_alarms(
     category: Annotated[Literal["override"] | None, Query(
         description="alarm class: `override` = every operator override (codes `override_*`: "
                     "hand release, open lane, typed plate, void)")] = None,
+    plate: Annotated[Plate | None, Query(
+        description="alarms naming this plate (weighed, typed-over or tare plate); normalised "
+                    "first (陕k·12345 finds 陕K12345), not a plate -> 422")] = None,
     before_id: Annotated[int | None, Query(description="page: ids below this")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlarmOut]:
@@ -58,7 +62,8 @@ def list_alarms(
     rows = data.list_alarms(
         conn, sites=[site] if site else None,
         enterprise=None if user.sees_all_sites else user.enterprise,
-        states=state, codes=code, category=category, before_id=before_id, limit=limit,
+        states=state, codes=code, category=category, plate=plate, before_id=before_id,
+        limit=limit,
     )
     return [_out(r) for r in rows]
 

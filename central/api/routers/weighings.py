@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 
 from central.api.deps import Conn, Reader, check_site_visible
 from central.api.schemas import WeighingOut, WeighingPage, WeighingPass
+from central.plates import Plate
 
 router = APIRouter(prefix="/weighings", tags=["weighings"])
 
@@ -37,7 +38,8 @@ def search(
     conn: Conn,
     user: Reader,
     site: Annotated[str | None, Query(description="site id")] = None,
-    plate: Annotated[str | None, Query(description="exact plate, e.g. 陕K12345")] = None,
+    plate: Annotated[Plate | None, Query(description="plate, normalised first (陕k·12345 "
+                                         "finds 陕K12345); not a plate -> 422")] = None,
     ticket_id: Annotated[str | None, Query()] = None,
     txn: Annotated[str | None, Query(description="gate transaction id")] = None,
     pass_: Annotated[WeighingPass | None, Query(alias="pass")] = None,

@@ -41,6 +41,17 @@
   let recent = [];     // the tickets listed under the form, newest first
   let shown = null;    // the ticket shown in #result
   let voiding = null;  // the ticket the void form is open for
+  // One Idempotency-Key per form fill: a second click, or a retry after a lost answer, gets the
+  // ticket the first request issued instead of a second one. A new key once a ticket is issued.
+  let fillKey = newKey();
+  let sent = null;     // {fields, body} last sent under fillKey, resent as is on a retry
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
 
   function tr() {
     document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
@@ -65,14 +76,23 @@
     m.className = kind || "";
   }
 
-  async function api(path, options) {
-    const headers = {Authorization: "Bearer " + token, "Content-Type": "application/json"};
+  // Validation errors come as FastAPI's list [{loc, msg}]; their msg is already in words
+  // (the plate's is Chinese, then English).
+  function detailText(d) {
+    if (Array.isArray(d)) return d.map((x) => (x && x.msg) || JSON.stringify(x)).join("; ");
+    if (d && typeof d === "object") return d.message || JSON.stringify(d);
+    return d;
+  }
+
+  async function api(path, options, extraHeaders) {
+    const headers = {Authorization: "Bearer " + token, "Content-Type": "application/json",
+      ...(extraHeaders || {})};
     const resp = await fetch("/api/v1" + path, {...(options || {}), headers});
     let body = null;
     try { body = await resp.json(); } catch (e) { body = null; }
     if (!resp.ok) {
       const d = body && (body.detail !== undefined ? body.detail : body.message);
-      const msg = d && typeof d === "object" ? (d.message || JSON.stringify(d)) : (d || resp.statusText);
+      const msg = detailText(d) || resp.statusText;
       const err = new Error(msg);
       err.status = resp.status;
       throw err;
@@ -218,33 +238,67 @@
     shown = null;
   }
 
+  const FIELDS = ["site", "plate", "buyer", "buyer_name", "destination", "coal_type", "planned",
+    "hours"];
+
+  // After a ticket is issued: empty the trip fields (the site and validity stay, they are
+  // usually the same for the next truck) and start a new fill with a new key.
+  function clearForm() {
+    ["plate", "buyer", "buyer_name", "destination", "coal_type", "planned"].forEach((id) => {
+      $(id).value = "";
+    });
+    fillKey = newKey();
+    sent = null;
+  }
+
   async function submit(ev) {
     ev.preventDefault();
-    const hours = parseInt($("hours").value || "48", 10);
-    const from = new Date();
-    from.setMilliseconds(0);
-    const to = new Date(from.getTime() + hours * 3600 * 1000);
-    const body = {
-      site: $("site").value, plate: $("plate").value.trim(), buyer: $("buyer").value.trim(),
-      destination: $("destination").value.trim(), coal_type: $("coal_type").value.trim(),
-      planned_net_kg: Math.round(parseFloat($("planned").value) * 1000),
-      valid_from: from.toISOString().replace(/\.\d+Z$/, "Z"),
-      valid_to: to.toISOString().replace(/\.\d+Z$/, "Z"),
-    };
-    const full = $("buyer_name").value.trim();
-    if (full) body.buyer_name = full;
+    const button = $("submit");
+    if (button.disabled) return;  // a request of this form is on its way
+    const fields = JSON.stringify(FIELDS.map((id) => $(id).value));
+    let body;
+    if (sent && sent.fields === fields) {
+      body = sent.body;  // a retry of the very same request: same key, same body
+    } else {
+      if (sent) fillKey = newKey();  // the form changed after a failed try: a new request
+      const hours = parseInt($("hours").value || "48", 10);
+      const from = new Date();
+      from.setMilliseconds(0);
+      const to = new Date(from.getTime() + hours * 3600 * 1000);
+      body = {
+        site: $("site").value, plate: $("plate").value.trim(), buyer: $("buyer").value.trim(),
+        destination: $("destination").value.trim(), coal_type: $("coal_type").value.trim(),
+        planned_net_kg: Math.round(parseFloat($("planned").value) * 1000),
+        valid_from: from.toISOString().replace(/\.\d+Z$/, "Z"),
+        valid_to: to.toISOString().replace(/\.\d+Z$/, "Z"),
+      };
+      const full = $("buyer_name").value.trim();
+      if (full) body.buyer_name = full;
+      sent = {fields, body};
+    }
+    button.disabled = true;
     say(T[lang].working);
     $("result").hidden = true;
     try {
-      const t = await api("/tickets", {method: "POST", body: JSON.stringify(body)});
+      const t = await api("/tickets", {method: "POST", body: JSON.stringify(body)},
+        {"Idempotency-Key": fillKey});
+      clearForm();
       showResult(t);
       recent = [t, ...recent.filter((r) => r.ticket_id !== t.ticket_id)].slice(0, 20);
       renderRecent();
       say(T[lang].issued + " " + t.ticket_id, "ok");
       window.scrollTo(0, 0);  // result and messages sit above the form
     } catch (e) {
+      // A 4xx answer is a refusal: nothing was issued, so the next try is a new request. Without
+      // an answer (network, 5xx) the ticket may exist: the retry resends the same key and body.
+      if (e.status >= 400 && e.status < 500) {
+        fillKey = newKey();
+        sent = null;
+      }
       say(T[lang].failed + e.message, "error");
       window.scrollTo(0, 0);
+    } finally {
+      button.disabled = false;
     }
   }
 
