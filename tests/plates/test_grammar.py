@@ -33,3 +33,15 @@ def test_new_energy_detection() -> None:
     assert is_new_energy("宁AD12345")
     assert is_new_energy("甘A12345F")
     assert not is_new_energy("陕K8A3B2")
+
+
+def test_the_grammar_does_not_load_opencv() -> None:
+    """The central and the ticket CLI normalise plates; they must not pay OpenCV's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, central.plates, edge_agent.plates.grammar; "
+            "print(sorted(m for m in ('cv2', 'numpy', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", out
