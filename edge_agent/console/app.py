@@ -111,25 +111,35 @@ def create_app(agent: Agent) -> FastAPI:
                              "idle_s": con.session_idle_s},
                             headers={"Cache-Control": "no-store"})
 
+    def throttled(name: str, ip: str) -> None:
+        wait = limiter.retry_after(name, ip, time.monotonic())
+        if wait <= 0:
+            return
+        held = throttle_log.take(ip, time.monotonic())
+        if held >= 0:
+            agent.log("console login throttled", level="warning", name=name, ip=ip,
+                      **({"suppressed": held} if held else {}))
+        raise HTTPException(429, detail=f"too many failed logins; try again in "
+                            f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
+                            headers={"Retry-After": str(int(wait) + 1)})
+
     @app.post("/api/login")
     async def login(body: LoginIn, request: Request) -> JSONResponse:
         ip = request.client.host if request.client else "?"
-        wait = limiter.retry_after(body.name, ip, time.monotonic())
-        if wait > 0:
-            held = throttle_log.take(ip, time.monotonic())
-            if held >= 0:
-                agent.log("console login throttled", level="warning", name=body.name, ip=ip,
-                          **({"suppressed": held} if held else {}))
-            raise HTTPException(429, detail=f"too many failed logins; try again in "
-                                f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
-                                headers={"Retry-After": str(int(wait) + 1)})
+        throttled(body.name, ip)  # cheap refusal before queueing for the hash
         async with hashing:
+            # Checked again, and the failure counted, while holding the one hashing slot:
+            # otherwise 30 guesses sent at once all pass the check above before the first
+            # failure is counted, and every one of them is tried (issue 12 attack review).
+            throttled(body.name, ip)
             acct = await asyncio.to_thread(accounts.verify, body.name, body.password)
+            if acct is None:
+                limiter.failed(body.name, ip, time.monotonic())
+            else:
+                limiter.succeeded(body.name)
         if acct is None:
-            limiter.failed(body.name, ip, time.monotonic())
             agent.log("console login failed", level="warning", name=body.name, ip=ip)
             raise HTTPException(401, detail="wrong account name or password (账号或密码错误)")
-        limiter.succeeded(body.name)
         s = sessions.create(acct.name, acct.role, time.monotonic())
         agent.log("console login", name=acct.name, role=acct.role, ip=ip)
         resp = JSONResponse({"name": s.name, "role": s.role, "csrf": s.csrf},

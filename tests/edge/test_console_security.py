@@ -129,6 +129,24 @@ def test_login_is_throttled_and_failures_are_logged(agent: Any) -> None:
                       ).status_code == 200
 
 
+def test_guesses_sent_all_at_once_are_throttled_like_guesses_in_a_row(agent: Any) -> None:
+    """Issue 12 attack review: 30 wrong passwords for one account sent concurrently all passed
+    the throttle check before the first failure was counted, so all 30 were tried (30 × 401)."""
+    import asyncio
+    from collections import Counter
+
+    async def guesses() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=agent["url"], timeout=120) as c:
+            return list(await asyncio.gather(*[
+                c.post("/api/login", json={"name": "zhangsan", "password": f"guess-{i:03d}"})
+                for i in range(30)]))
+
+    codes = Counter(r.status_code for r in asyncio.run(guesses()))
+    assert codes == {401: 5, 429: 25}, codes
+    failed = [e for e in log_lines(agent) if e.get("msg") == "console login failed"]
+    assert len(failed) == 5, failed
+
+
 def test_device_pushes_need_the_device_secret(agent: Any) -> None:
     url = agent["url"]
     plate = {"plate": "陕K12345", "confidence": 0.97}
