@@ -96,7 +96,7 @@ def create_app(agent: Agent) -> FastAPI:
         cast(Any, Guard), sessions=sessions, bind_host=con.host,
         allowed_hosts=list(con.allowed_hosts), max_body=con.max_body_kib * 1024,
         login_for_reads=con.login_for_reads, tls=con.tls, device_secrets=secrets,
-        log=agent.log)
+        log=agent.log, account_stamp=accounts.stamp)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page() -> str:
@@ -137,10 +137,11 @@ def create_app(agent: Agent) -> FastAPI:
                 limiter.failed(body.name, ip, time.monotonic())
             else:
                 limiter.succeeded(body.name)
+                stamp = accounts.stamp(acct.name)  # after verify: it may have rehashed
         if acct is None:
             agent.log("console login failed", level="warning", name=body.name, ip=ip)
             raise HTTPException(401, detail="wrong account name or password (账号或密码错误)")
-        s = sessions.create(acct.name, acct.role, time.monotonic())
+        s = sessions.create(acct.name, acct.role, time.monotonic(), stamp)
         agent.log("console login", name=acct.name, role=acct.role, ip=ip)
         resp = JSONResponse({"name": s.name, "role": s.role, "csrf": s.csrf},
                             headers={"Cache-Control": "no-store"})
@@ -191,8 +192,8 @@ def create_app(agent: Agent) -> FastAPI:
                         snap = None
                     if con.login_for_reads and (
                             s is None or sessions.get(s.token, time.monotonic(), touch=False)
-                            is None):
-                        return  # the session expired: the stream ends with it
+                            is None or accounts.stamp(s.name) != s.stamp):
+                        return  # the session expired (or its account changed): so does this
                     if snap is not None:
                         yield {"event": "state", "data": json.dumps(snap, ensure_ascii=False)}
             finally:

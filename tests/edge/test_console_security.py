@@ -147,6 +147,40 @@ def test_guesses_sent_all_at_once_are_throttled_like_guesses_in_a_row(agent: Any
     assert len(failed) == 5, failed
 
 
+def test_disabling_demoting_or_repassing_an_account_ends_its_open_sessions(
+        agent: Any, tmp_path: Path) -> None:
+    """Issue 12 attack review: a session outlived `edge user disable` (up to session_max_s,
+    12 h), and a demoted supervisor kept open_lane and void. Changes come from the real CLI
+    (a separate process, as on the gate PC) while the gate runs."""
+    import subprocess
+    import sys
+
+    from edge_agent.accounts import AccountStore
+
+    url = agent["url"]
+    op, sup = login(url, "zhangsan"), login(url, "lisi")
+    plate = {"action": "manual_plate", "reason": "车牌污损", "plate": "陕K12345"}
+    # Both sessions reach the gate (409: no truck on the platform).
+    assert op.post("/api/override", json=plate).status_code == 409
+    assert sup.post("/api/override", json=plate).status_code == 409
+    cli = subprocess.run([sys.executable, "-m", "coalgate", "edge", "user", "disable",
+                          "zhangsan", "-c", str(tmp_path / "site.toml")], capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    r = op.post("/api/override", json=plate)
+    assert r.status_code == 401 and "log in" in r.json()["detail"], r.text
+    assert op.get("/api/session").json()["name"] is None
+    # A demotion ends the supervisor's session: it cannot open the lane on its old role.
+    AccountStore(tmp_path / "accounts.sqlite").set_role("lisi", "operator")
+    r = sup.post("/api/override", json={"action": "open_lane", "reason": "设备检修，空道抬杆"})
+    assert r.status_code == 401, r.text
+    # A new password ends sessions opened with the old one.
+    again = login(url, "lisi")
+    AccountStore(tmp_path / "accounts.sqlite").set_password("lisi", PASSWORDS["lisi"] + "-new")
+    assert again.post("/api/override", json=plate).status_code == 401
+    assert any(e.get("why") == "account changed" for e in refusals(agent))
+
+
 def test_device_pushes_need_the_device_secret(agent: Any) -> None:
     url = agent["url"]
     plate = {"plate": "陕K12345", "confidence": 0.97}
