@@ -29,6 +29,7 @@ from central.tickets.issuers import active_signer, check_enterprise_id
 from central.tickets.keystore import IssuerKeyStore
 from central.tickets.rules import QuotaPolicy, QuotaStatus, decide_issuance
 from central.tickets.sites import check_issuing_site
+from edge_agent.plates.grammar import normalise_plate
 from ledger.ticket import CHINA_OFFSET, Ticket, default_quota_period, issue_ticket
 from ledger.ticket_errors import TicketFormatError
 from ledger.ticket_qr import make_qr
@@ -283,6 +284,22 @@ def _next_ticket_id(conn: psycopg.Connection[Any], now: datetime) -> str:
     return f"T{day}{int(row[0]):04d}"
 
 
+
+def check_plate(text: str) -> str:
+    """The plate as the gate's reader reports it (``陕k·7x215`` → ``陕K7X215``), or
+    TicketInputError. Stored and signed normalised, so every gate and the central's re-check
+    compare like with like, and a plate that cannot exist is refused at issue (issue 12: plates
+    are normalised or refused on every input path)."""
+    plate = normalise_plate(text)
+    if plate is None:
+        raise TicketInputError(
+            f"plate {text[:32]!r} is not a valid Chinese plate: write the province character, "
+            f"the office letter and 5 letters or digits (6 on new-energy plates; no I or O), "
+            f"e.g. 陕K7X215 or 晋B1234挂 — separators, spaces, lowercase and full-width "
+            f"letters are fine")
+    return plate
+
+
 def issue(
     conn: psycopg.Connection[Any],
     req: IssueRequest,
@@ -296,6 +313,7 @@ def issue(
     """Sign and store one ticket; raise QuotaRefusedError under ``enforce`` past the quota.
     ``issuer_keys``: where the signing keys are ([tickets] issuer_key_dir)."""
     check_enterprise_id(req.enterprise)
+    plate = check_plate(req.plate)
     now = now.astimezone(UTC).replace(microsecond=0)
     # req.site is the loading site (the mine) the ticket names; any gate serving it accepts it.
     check_issuing_site(conn, enterprise=req.enterprise, loading_site=req.site)
@@ -329,7 +347,7 @@ def issue(
         ticket_id = _next_ticket_id(conn, now)
         try:
             ticket = Ticket(
-                ticket_id=ticket_id, issuer=req.enterprise, site=req.site, plate=req.plate,
+                ticket_id=ticket_id, issuer=req.enterprise, site=req.site, plate=plate,
                 buyer=req.buyer, destination=req.destination, coal_type=req.coal_type,
                 planned_net_kg=req.planned_net_kg, quota_period=period, valid_from=valid_from,
                 valid_to=valid_to, issued_at=now,
@@ -445,6 +463,8 @@ def list_tickets(
     """Newest first."""
     where = ["TRUE"]
     args: dict[str, Any] = {"now": now, "limit": limit}
+    if plate is not None:  # stored normalised: '陕K·7X215' finds 陕K7X215's tickets
+        plate = normalise_plate(plate) or plate
     for name, value in (("enterprise", enterprise), ("site", site), ("plate", plate)):
         if value is not None:
             where.append(f"{name} = %({name})s")
