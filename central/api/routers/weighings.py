@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 
 from central.api.deps import Conn, Reader, check_site_visible
 from central.api.schemas import WeighingOut, WeighingPage, WeighingPass
+from edge_agent.plates.grammar import normalise_plate
 
 router = APIRouter(prefix="/weighings", tags=["weighings"])
 
@@ -37,7 +38,8 @@ def search(
     conn: Conn,
     user: Reader,
     site: Annotated[str | None, Query(description="site id")] = None,
-    plate: Annotated[str | None, Query(description="exact plate, e.g. 陕K12345")] = None,
+    plate: Annotated[str | None, Query(
+        description="plate, e.g. 陕K12345 (normalised: 陕K·12345 finds it too)")] = None,
     ticket_id: Annotated[str | None, Query()] = None,
     txn: Annotated[str | None, Query(description="gate transaction id")] = None,
     pass_: Annotated[WeighingPass | None, Query(alias="pass")] = None,
@@ -57,6 +59,9 @@ def search(
     if not user.sees_all_sites:
         where.append("site IN (SELECT id FROM sites WHERE enterprise = %s)")
         args.append(user.enterprise)
+    if plate is not None:
+        # Gates store plates normalised: '陕K·10003' as written on the plate finds 陕K10003.
+        plate = normalise_plate(plate) or plate
     for column, value in (("plate", plate), ("ticket_id", ticket_id), ("txn", txn),
                           ("pass", pass_), ("decision", decision)):
         if value is not None:
