@@ -175,7 +175,7 @@ class Guard:
             return
         extra = {"suppressed": held} if held else {}
         self.log("console request refused", level="warning", status=status, why=why, ip=ip,
-                 method=method, path=path[:80], **extra)
+                 method=method, path=_loggable(path), **extra)
 
     def _device_problem(self, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
         parts = path.strip("/").split("/")
@@ -251,6 +251,16 @@ class Guard:
         except Exception:
             if not cut:
                 raise
+
+
+def _loggable(path: str) -> str:
+    """The path for a log line: a device path's last segment may be the device's secret (a
+    camera that cannot send headers), so only ``/device/<kind>`` is kept."""
+    if path.startswith("/device/"):
+        parts = path.split("/")
+        if len(parts) > 3:
+            return "/".join(parts[:3])[:80] + "/…"
+    return path[:80]
 
 
 def _cookie(header: str) -> str | None:

@@ -181,6 +181,20 @@ def test_disabling_demoting_or_repassing_an_account_ends_its_open_sessions(
     assert any(e.get("why") == "account changed" for e in refusals(agent))
 
 
+def test_a_refused_device_push_never_writes_the_secret_to_the_log(agent: Any) -> None:
+    """Attack review: a push refused for another reason (sent from a browser, i.e. with an
+    Origin) logged its path, and the camera's secret is the last path segment."""
+    url = agent["url"]
+    r = httpx.post(f"{url}/device/anpr/{ANPR_SECRET}", json={"plate": "陕K12345"},
+                   headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    r = httpx.post(f"{url}/device/nosuch/{ANPR_SECRET}", json={})
+    assert r.status_code == 404
+    wait_logged(agent, lambda e: e.get("why") == "unknown device endpoint", "the 404 refusal")
+    assert ANPR_SECRET not in agent["log_path"].read_text(encoding="utf-8")
+    assert {e["path"] for e in refusals(agent)} >= {"/device/anpr/…", "/device/nosuch/…"}
+
+
 def test_device_pushes_need_the_device_secret(agent: Any) -> None:
     url = agent["url"]
     plate = {"plate": "陕K12345", "confidence": 0.97}
