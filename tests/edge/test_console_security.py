@@ -195,6 +195,43 @@ def test_a_refused_device_push_never_writes_the_secret_to_the_log(agent: Any) ->
     assert {e["path"] for e in refusals(agent)} >= {"/device/anpr/…", "/device/nosuch/…"}
 
 
+def test_half_open_connections_cannot_exhaust_the_gates_file_descriptors(agent: Any) -> None:
+    """Attack review: 1,100 connections that never finish their request headers were all kept
+    open (no deadline, no cap); under a 1,024 open-file limit the gate process itself ran out
+    of file descriptors (EMFILE on accept, and for its ledger, scale and MQTT). Now the console
+    holds at most MAX_CONNECTIONS and closes a request not complete within its deadline."""
+    from edge_agent.console.app import MAX_CONNECTIONS, REQUEST_DEADLINE_S
+
+    port = int(agent["url"].rsplit(":", 1)[1])
+    socks = []
+    for _ in range(MAX_CONNECTIONS + 200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        socks.append(s)
+
+    def closed_by_gate() -> int:
+        time.sleep(0.5)
+        n = 0
+        for s in socks:
+            try:
+                n += s.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                pass  # still open
+            except ConnectionError:
+                n += 1
+        return n
+
+    end = time.monotonic() + 30
+    while closed_by_gate() < 200:  # the ones beyond the cap are closed at once
+        assert time.monotonic() < end, "connections beyond the cap were not closed in 30 s"
+    end = time.monotonic() + REQUEST_DEADLINE_S + 30
+    while closed_by_gate() < len(socks):  # and the rest at the request deadline
+        assert time.monotonic() < end, "unfinished requests were not closed by their deadline"
+    for s in socks:
+        s.close()
+    assert httpx.get(agent["url"] + "/api/state", timeout=20).status_code == 200
+
+
 def test_device_pushes_need_the_device_secret(agent: Any) -> None:
     url = agent["url"]
     plate = {"plate": "陕K12345", "confidence": 0.97}
