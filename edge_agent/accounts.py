@@ -14,6 +14,7 @@ effect on a running gate without a restart.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -137,6 +138,20 @@ class AccountStore:
                                (value, _now(), name))
             if cur.rowcount == 0:
                 raise AccountError(f"no account {name!r}; see `coalgate edge user list`")
+
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the account's role and password hash, or None when it is disabled
+        or gone. A console session remembers the stamp it was opened with: when it differs,
+        the account was disabled, demoted or given a new password since, and the session
+        ends (issue 12 attack review: sessions outlived ``edge user disable``)."""
+        if not self.path.exists():
+            return None
+        with self._connect() as conn:
+            row = conn.execute("SELECT role, hash, disabled FROM accounts WHERE name = ?",
+                               (name,)).fetchone()
+        if row is None or row[2]:
+            return None
+        return hashlib.sha256(f"{row[0]}\0{row[1]}".encode()).hexdigest()
 
     def list(self) -> list[Account]:
         if not self.path.exists():

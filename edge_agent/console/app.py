@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
+import h11
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edge_agent.accounts import AccountStore
 from edge_agent.camera import snapshot_path
@@ -96,7 +98,7 @@ def create_app(agent: Agent) -> FastAPI:
         cast(Any, Guard), sessions=sessions, bind_host=con.host,
         allowed_hosts=list(con.allowed_hosts), max_body=con.max_body_kib * 1024,
         login_for_reads=con.login_for_reads, tls=con.tls, device_secrets=secrets,
-        log=agent.log)
+        log=agent.log, account_stamp=accounts.stamp)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page() -> str:
@@ -111,26 +113,37 @@ def create_app(agent: Agent) -> FastAPI:
                              "idle_s": con.session_idle_s},
                             headers={"Cache-Control": "no-store"})
 
+    def throttled(name: str, ip: str) -> None:
+        wait = limiter.retry_after(name, ip, time.monotonic())
+        if wait <= 0:
+            return
+        held = throttle_log.take(ip, time.monotonic())
+        if held >= 0:
+            agent.log("console login throttled", level="warning", name=name, ip=ip,
+                      **({"suppressed": held} if held else {}))
+        raise HTTPException(429, detail=f"too many failed logins; try again in "
+                            f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
+                            headers={"Retry-After": str(int(wait) + 1)})
+
     @app.post("/api/login")
     async def login(body: LoginIn, request: Request) -> JSONResponse:
         ip = request.client.host if request.client else "?"
-        wait = limiter.retry_after(body.name, ip, time.monotonic())
-        if wait > 0:
-            held = throttle_log.take(ip, time.monotonic())
-            if held >= 0:
-                agent.log("console login throttled", level="warning", name=body.name, ip=ip,
-                          **({"suppressed": held} if held else {}))
-            raise HTTPException(429, detail=f"too many failed logins; try again in "
-                                f"{int(wait) + 1} s (登录失败次数过多，请稍后再试)",
-                                headers={"Retry-After": str(int(wait) + 1)})
+        throttled(body.name, ip)  # cheap refusal before queueing for the hash
         async with hashing:
+            # Checked again, and the failure counted, while holding the one hashing slot:
+            # otherwise 30 guesses sent at once all pass the check above before the first
+            # failure is counted, and every one of them is tried (issue 12 attack review).
+            throttled(body.name, ip)
             acct = await asyncio.to_thread(accounts.verify, body.name, body.password)
+            if acct is None:
+                limiter.failed(body.name, ip, time.monotonic())
+            else:
+                limiter.succeeded(body.name)
+                stamp = accounts.stamp(acct.name)  # after verify: it may have rehashed
         if acct is None:
-            limiter.failed(body.name, ip, time.monotonic())
             agent.log("console login failed", level="warning", name=body.name, ip=ip)
             raise HTTPException(401, detail="wrong account name or password (账号或密码错误)")
-        limiter.succeeded(body.name)
-        s = sessions.create(acct.name, acct.role, time.monotonic())
+        s = sessions.create(acct.name, acct.role, time.monotonic(), stamp)
         agent.log("console login", name=acct.name, role=acct.role, ip=ip)
         resp = JSONResponse({"name": s.name, "role": s.role, "csrf": s.csrf},
                             headers={"Cache-Control": "no-store"})
@@ -181,8 +194,8 @@ def create_app(agent: Agent) -> FastAPI:
                         snap = None
                     if con.login_for_reads and (
                             s is None or sessions.get(s.token, time.monotonic(), touch=False)
-                            is None):
-                        return  # the session expired: the stream ends with it
+                            is None or accounts.stamp(s.name) != s.stamp):
+                        return  # the session expired (or its account changed): so does this
                     if snap is not None:
                         yield {"event": "state", "data": json.dumps(snap, ensure_ascii=False)}
             finally:
@@ -316,6 +329,53 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+# Connections the console holds at once, and how long a request may take to arrive in full.
+# Beyond the cap a new connection is closed at once; an unfinished request at its deadline.
+# Both keep the gate's own file descriptors (ledger, scale, MQTT) safe from a LAN flood of
+# half-open connections (attack review: 1,100 of them exhausted a 1,024-file limit).
+MAX_CONNECTIONS = 256
+REQUEST_DEADLINE_S = 10.0
+
+
+class _BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol with a connection cap and a deadline for each request to have
+    arrived (headers and body); an answered request's stream (SSE) is not limited."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.DONE:
+            self._disarm()
+        else:
+            self._arm()  # the next request on a kept-alive connection gets its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(REQUEST_DEADLINE_S, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -328,7 +388,8 @@ async def serve(agent: Agent, host: str, port: int) -> tuple[uvicorn.Server, int
     # No access log: device secrets may ride in the URL path (Vzenith push).
     config = uvicorn.Config(create_app(agent), host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off", ssl_certfile=con.tls_cert,
-                            ssl_keyfile=con.tls_key, h11_max_incomplete_event_size=16 * 1024)
+                            ssl_keyfile=con.tls_key, h11_max_incomplete_event_size=16 * 1024,
+                            http=_BoundedH11)
     server = _Server(config)
     asyncio.get_running_loop().create_task(server.serve())
     while not server.started:

@@ -22,6 +22,7 @@ class Session:
     csrf: str  # sent back by the page in X-CSRF-Token on every state-changing request
     created: float
     seen: float
+    stamp: str | None = None  # AccountStore.stamp at login; a different one ends the session
 
 
 @dataclass
@@ -31,12 +32,13 @@ class SessionBook:
     sessions: dict[str, Session] = field(default_factory=dict)
     max_sessions: int = 256  # a login flood must not grow memory without bound
 
-    def create(self, name: str, role: str, now: float) -> Session:
+    def create(self, name: str, role: str, now: float, stamp: str | None = None) -> Session:
         self.expire(now)
         while len(self.sessions) >= self.max_sessions:  # drop the least recently used
             oldest = min(self.sessions.values(), key=lambda s: s.seen)
             del self.sessions[oldest.token]
-        s = Session(secrets.token_urlsafe(32), name, role, secrets.token_urlsafe(32), now, now)
+        s = Session(secrets.token_urlsafe(32), name, role, secrets.token_urlsafe(32), now, now,
+                    stamp)
         self.sessions[s.token] = s
         return s
 

@@ -6,7 +6,8 @@
    path segment), compared in constant time → 401; a browser (``Origin`` header) → 403;
 3. everything else: ``Host`` must be one of the allowed hosts (DNS rebinding) → 400;
    state-changing methods need a same-origin ``Origin``/``Sec-Fetch-Site`` → 403, a JSON body
-   → 415, a live session → 401 and its anti-CSRF token in ``X-CSRF-Token`` → 403;
+   → 415, a live session of an account unchanged since login (not disabled, demoted or
+   given a new password) → 401 and its anti-CSRF token in ``X-CSRF-Token`` → 403;
    reads need a session too when the console is reachable beyond loopback → 401 / to /login.
 
 Doing this here rather than per route means a new endpoint cannot forget it, and the session
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 
-from edge_agent.console.auth import LogBudget, SessionBook
+from edge_agent.console.auth import LogBudget, Session, SessionBook
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,7 +56,8 @@ class Guard:
     def __init__(self, app: ASGIApp, *, sessions: SessionBook, bind_host: str,
                  allowed_hosts: list[str], max_body: int, login_for_reads: bool, tls: bool,
                  device_secrets: dict[str, str | None],
-                 log: Callable[..., None]) -> None:
+                 log: Callable[..., None],
+                 account_stamp: Callable[[str], str | None] | None = None) -> None:
         self.app = app
         self.sessions = sessions
         self.max_body = max_body
@@ -63,6 +65,7 @@ class Guard:
         self.scheme = "https" if tls else "http"
         self.secrets = device_secrets
         self.log = log
+        self.account_stamp = account_stamp
         self.budget = LogBudget()
         names = {"localhost", "127.0.0.1", "::1"}
         if bind_host not in ("0.0.0.0", "::", ""):
@@ -128,6 +131,11 @@ class Guard:
                     if session is None:
                         await refuse(401, "log in first (请先登录)", "no session")
                         return
+                    if not self._account_unchanged(session):
+                        await refuse(401, "your account was disabled or changed since you "
+                                     "logged in; log in first (账号已变更，请先登录)",
+                                     "account changed")
+                        return
                     if not self.sessions.csrf_ok(session, headers.get(CSRF_HEADER)):
                         await refuse(403, "missing or wrong X-CSRF-Token; reload the page",
                                      "csrf")
@@ -136,6 +144,9 @@ class Guard:
             else:
                 # Reading does not count as activity: an open page left alone still idles out.
                 session = self.sessions.get(token, now, touch=False)
+                if session is not None and not self._account_unchanged(session):
+                    self.refused(401, "account changed", ip, method, path)
+                    session = None
                 scope.setdefault("state", {})["session"] = session
                 if (session is None and self.login_for_reads and path not in PUBLIC_PATHS
                         and not path.startswith("/static/")):
@@ -147,13 +158,24 @@ class Guard:
 
         await self._limited(scope, receive, send)
 
+    def _account_unchanged(self, session: Session) -> bool:
+        """False (and the session dropped) when the account was disabled, demoted or given a
+        new password since this session logged in: `coalgate edge user` runs in another
+        process, so the accounts file is asked on every request that carries a session."""
+        if self.account_stamp is None:
+            return True
+        if self.account_stamp(session.name) == session.stamp:
+            return True
+        self.sessions.drop(session.token)
+        return False
+
     def refused(self, status: int, why: str, ip: str, method: str, path: str) -> None:
         held = self.budget.take(f"{ip} {why}", time.monotonic())
         if held < 0:
             return
         extra = {"suppressed": held} if held else {}
         self.log("console request refused", level="warning", status=status, why=why, ip=ip,
-                 method=method, path=path[:80], **extra)
+                 method=method, path=_loggable(path), **extra)
 
     def _device_problem(self, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
         parts = path.strip("/").split("/")
@@ -229,6 +251,16 @@ class Guard:
         except Exception:
             if not cut:
                 raise
+
+
+def _loggable(path: str) -> str:
+    """The path for a log line: a device path's last segment may be the device's secret (a
+    camera that cannot send headers), so only ``/device/<kind>`` is kept."""
+    if path.startswith("/device/"):
+        parts = path.split("/")
+        if len(parts) > 3:
+            return "/".join(parts[:3])[:80] + "/…"
+    return path[:80]
 
 
 def _cookie(header: str) -> str | None:

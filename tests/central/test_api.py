@@ -170,6 +170,10 @@ def test_weighings_are_projected_and_searchable(world: World):
     assert honest["coal_type"] == "块煤" and honest["decision"] == "release"
     by_plate = get(world, "/weighings", plate="陕K10003").json()["items"]
     assert {w["pass"] for w in by_plate} == {"tare", "gross"}
+    # As written on the plate or typed in lower case it finds the same weighings (attack
+    # review: a checkpoint asking for 陕K·10003 was told there were none).
+    for typed in ("陕K·10003", "陕k 10003"):
+        assert get(world, "/weighings", plate=typed).json()["items"] == by_plate, typed
     held = get(world, "/weighings", decision="hold", **{"pass": "gross"}).json()["items"]
     assert [w["plate"] for w in held] == ["陕K10004"]
 

@@ -129,6 +129,109 @@ def test_login_is_throttled_and_failures_are_logged(agent: Any) -> None:
                       ).status_code == 200
 
 
+def test_guesses_sent_all_at_once_are_throttled_like_guesses_in_a_row(agent: Any) -> None:
+    """Issue 12 attack review: 30 wrong passwords for one account sent concurrently all passed
+    the throttle check before the first failure was counted, so all 30 were tried (30 × 401)."""
+    import asyncio
+    from collections import Counter
+
+    async def guesses() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=agent["url"], timeout=120) as c:
+            return list(await asyncio.gather(*[
+                c.post("/api/login", json={"name": "zhangsan", "password": f"guess-{i:03d}"})
+                for i in range(30)]))
+
+    codes = Counter(r.status_code for r in asyncio.run(guesses()))
+    assert codes == {401: 5, 429: 25}, codes
+    failed = [e for e in log_lines(agent) if e.get("msg") == "console login failed"]
+    assert len(failed) == 5, failed
+
+
+def test_disabling_demoting_or_repassing_an_account_ends_its_open_sessions(
+        agent: Any, tmp_path: Path) -> None:
+    """Issue 12 attack review: a session outlived `edge user disable` (up to session_max_s,
+    12 h), and a demoted supervisor kept open_lane and void. Changes come from the real CLI
+    (a separate process, as on the gate PC) while the gate runs."""
+    import subprocess
+    import sys
+
+    from edge_agent.accounts import AccountStore
+
+    url = agent["url"]
+    op, sup = login(url, "zhangsan"), login(url, "lisi")
+    plate = {"action": "manual_plate", "reason": "车牌污损", "plate": "陕K12345"}
+    # Both sessions reach the gate (409: no truck on the platform).
+    assert op.post("/api/override", json=plate).status_code == 409
+    assert sup.post("/api/override", json=plate).status_code == 409
+    cli = subprocess.run([sys.executable, "-m", "coalgate", "edge", "user", "disable",
+                          "zhangsan", "-c", str(tmp_path / "site.toml")], capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    r = op.post("/api/override", json=plate)
+    assert r.status_code == 401 and "log in" in r.json()["detail"], r.text
+    assert op.get("/api/session").json()["name"] is None
+    # A demotion ends the supervisor's session: it cannot open the lane on its old role.
+    AccountStore(tmp_path / "accounts.sqlite").set_role("lisi", "operator")
+    r = sup.post("/api/override", json={"action": "open_lane", "reason": "设备检修，空道抬杆"})
+    assert r.status_code == 401, r.text
+    # A new password ends sessions opened with the old one.
+    again = login(url, "lisi")
+    AccountStore(tmp_path / "accounts.sqlite").set_password("lisi", PASSWORDS["lisi"] + "-new")
+    assert again.post("/api/override", json=plate).status_code == 401
+    assert any(e.get("why") == "account changed" for e in refusals(agent))
+
+
+def test_a_refused_device_push_never_writes_the_secret_to_the_log(agent: Any) -> None:
+    """Attack review: a push refused for another reason (sent from a browser, i.e. with an
+    Origin) logged its path, and the camera's secret is the last path segment."""
+    url = agent["url"]
+    r = httpx.post(f"{url}/device/anpr/{ANPR_SECRET}", json={"plate": "陕K12345"},
+                   headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    r = httpx.post(f"{url}/device/nosuch/{ANPR_SECRET}", json={})
+    assert r.status_code == 404
+    wait_logged(agent, lambda e: e.get("why") == "unknown device endpoint", "the 404 refusal")
+    assert ANPR_SECRET not in agent["log_path"].read_text(encoding="utf-8")
+    assert {e["path"] for e in refusals(agent)} >= {"/device/anpr/…", "/device/nosuch/…"}
+
+
+def test_half_open_connections_cannot_exhaust_the_gates_file_descriptors(agent: Any) -> None:
+    """Attack review: 1,100 connections that never finish their request headers were all kept
+    open (no deadline, no cap); under a 1,024 open-file limit the gate process itself ran out
+    of file descriptors (EMFILE on accept, and for its ledger, scale and MQTT). Now the console
+    holds at most MAX_CONNECTIONS and closes a request not complete within its deadline."""
+    from edge_agent.console.app import MAX_CONNECTIONS, REQUEST_DEADLINE_S
+
+    port = int(agent["url"].rsplit(":", 1)[1])
+    socks = []
+    for _ in range(MAX_CONNECTIONS + 200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        socks.append(s)
+
+    def closed_by_gate() -> int:
+        time.sleep(0.5)
+        n = 0
+        for s in socks:
+            try:
+                n += s.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                pass  # still open
+            except ConnectionError:
+                n += 1
+        return n
+
+    end = time.monotonic() + 30
+    while closed_by_gate() < 200:  # the ones beyond the cap are closed at once
+        assert time.monotonic() < end, "connections beyond the cap were not closed in 30 s"
+    end = time.monotonic() + REQUEST_DEADLINE_S + 30
+    while closed_by_gate() < len(socks):  # and the rest at the request deadline
+        assert time.monotonic() < end, "unfinished requests were not closed by their deadline"
+    for s in socks:
+        s.close()
+    assert httpx.get(agent["url"] + "/api/state", timeout=20).status_code == 200
+
+
 def test_device_pushes_need_the_device_secret(agent: Any) -> None:
     url = agent["url"]
     plate = {"plate": "陕K12345", "confidence": 0.97}

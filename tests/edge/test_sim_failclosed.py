@@ -185,7 +185,12 @@ def test_barrier_raised_behind_the_gates_back_is_lowered_and_the_next_truck_stay
     mark = len(agent_records(r))
     pulse_relay(r)
     assert_lowered_within_a_second(r, mark)
-    r.run_until(lambda: False, 2.0)  # let it try: the simulated driver goes once the arm is up
+    # Let it try for 2 s: the simulated driver goes once the arm is up. (run_until fails on
+    # its timeout since the hang-guard change, so it cannot be used as a plain wait here.)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        r.play_camera()
+        time.sleep(0.05)
     assert state(r)["state"] == "held"
     assert truth_events(r, "left") == [], "the truck drove out"
     assert r.stop_agent() == 0, r.agent_log()

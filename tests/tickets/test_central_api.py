@@ -142,6 +142,24 @@ def test_bad_fields_are_refused_with_the_field_named(w: World) -> None:
     assert r.status_code == 422 and "31 days" in r.json()["detail"]
 
 
+def test_ticket_plates_are_normalised_or_refused(w: World) -> None:
+    """Issue 12 (plates normalised or refused on every input path); the attack review found
+    the ticket API storing and signing '陕k·7x215', full-width 'ＡＢ１２３' and '陕K7X2I5'
+    (I is never on a plate) as given."""
+    r = issue(w, plate="陕k·7x215")
+    assert r.status_code == 201, r.text
+    t = r.json()
+    assert t["plate"] == "陕K7X215"
+    assert verify_ticket(t["qr"], trust(w), now=datetime.now(UTC)).plate == "陕K7X215"
+    listed = w.client.get("/api/v1/tickets", params={"plate": "陕K·7X215"},
+                          headers=auth(w.tokens["a"])).json()["tickets"]
+    assert [x["ticket_id"] for x in listed] == [t["ticket_id"]]
+    for bad in ("ＡＢ１２３", "陕K7X2I5", "陕K\u200b7X215", "陕K"):
+        r = issue(w, plate=bad)
+        assert r.status_code == 422, (bad, r.text)
+        assert "plate" in r.text and "陕K" in r.text, r.text  # says what a plate looks like
+
+
 def test_only_the_bureau_manages_keys_and_enterprise_sees_its_own(w: World) -> None:
     r = w.client.post("/api/v1/tickets/issuer-keys", json={"enterprise": ENT_A},
                       headers=auth(w.tokens["a"]))
