@@ -43,7 +43,10 @@ def url(tmp_path: Path) -> Iterator[str]:
 def _secrets(key: SignerKey) -> list[str]:
     """Every spelling of the key's private half that could sit in a row."""
     seed = key.seed
-    return [key.to_text(), key.to_text().rsplit("+", 1)[-1], base64.b64encode(seed).decode(),
+    # PRIVATE+KEY+<name>+<keyid>+<base64>: the base64 may itself hold '+', so split from the left
+    b64 = key.to_text().split("+", 4)[4]
+    assert len(b64) == 44, b64
+    return [key.to_text(), b64, base64.b64encode(seed).decode(),
             seed.hex(), base64.urlsafe_b64encode(seed).decode().rstrip("=")]
 
 
