@@ -70,12 +70,18 @@ class GateConfig(_Strict):
 class OneAxleOff(_Strict):
     kind: Literal["one_axle_off"]
     pass_: PassKind = Field(default="gross", alias="pass")
+    # The gate holds a truck half off the scale and never opens for it; after this long at the
+    # closed barrier (the operator on the intercom) the driver pulls fully on.
+    give_up_s: float = Field(default=60.0, ge=1.0)
 
 
 class Tailgate(_Strict):
     kind: Literal["tailgate"]
     pass_: PassKind = Field(default="gross", alias="pass")
     gap_m: float = Field(default=1.0, ge=0.2, le=5.0)
+    # A gate that holds both trucks never opens for the one in front; after this long standing
+    # behind it (the operator on the intercom) the tailgater backs off and queues again.
+    give_up_s: float = Field(default=60.0, ge=1.0)
 
 
 class Jammer(_Strict):

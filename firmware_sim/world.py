@@ -92,7 +92,8 @@ class Visit:
     water_kg: int
     shown_plate: str
     shape: TruckShape
-    state: str = "scheduled"  # scheduled, queued, driving_on, standing, driving_off, gone
+    state: str = "scheduled"  # scheduled, queued, driving_on, standing, backing_off,
+    #                          driving_off, gone
     front_x: float = QUEUE_FRONT_X
     target_x: float = 0.0
     stopped_t: float | None = None
@@ -101,6 +102,7 @@ class Visit:
     jammer_on: bool = False
     forced: bool = False
     following: Visit | None = None
+    gave_up: bool = False  # a tailgater that backed off, a truck half off that pulled on
     cheat_names: list[str] = field(default_factory=list)
 
     def cheat(self, kind: type) -> Any:
@@ -341,6 +343,8 @@ class Site:
                 events.extend(self._stand(v))
             elif v.state == "driving_off":
                 events.extend(self._drive_off(v, dt))
+            elif v.state == "backing_off":
+                events.extend(self._back_off(v, dt))
         if self.present():
             self._last_activity_t = self.t
         return events
@@ -349,19 +353,19 @@ class Site:
         L = self.length_m
         if leader is not None:
             return leader.rear_x - v.cheat(Tailgate).gap_m
-        if v.cheat(OneAxleOff):
+        if v.cheat(OneAxleOff) and not v.gave_up:
             return v.shape.axle_offsets_m[-1] - _OFF_AXLE_M
         behind_me = [w for w in self._queue() if w is not v]
-        tailgated = any(w.cheat(Tailgate) for w in behind_me[:1])
+        tailgated = any(_tailgating(w) for w in behind_me[:1])
         if tailgated:
             return L + 1.0 - _BARRIER_GAP_M  # pulled right up to the arm, leaving room behind
         return (L + v.shape.length_m) / 2
 
     def _maybe_drive_on(self, v: Visit) -> list[Event]:
         others = [w for w in self.present() if w is not v and w.state != "queued"]
-        if self.outputs.light_red and not v.cheat(Tailgate):
+        if self.outputs.light_red and not _tailgating(v):
             return []
-        if v.cheat(Tailgate) and others:
+        if _tailgating(v) and others:
             leader = max(others, key=lambda w: w.front_x)
             if leader.state != "standing" or leader.stopped_t is None:
                 return []
@@ -397,6 +401,14 @@ class Site:
         if v.following is not None:
             if v.following.state in ("driving_off", "gone"):
                 v.state = "driving_off"
+            elif self.t >= v.stopped_t + v.cheat(Tailgate).give_up_s:
+                leader = v.following
+                v.state, v.following, v.gave_up = "backing_off", None, True
+                events.append(self._event("backing_off", v))
+                # The truck ahead had pulled up to the arm to make room; it pulls back to the
+                # middle of the platform, clear of the exit beam, to be weighed alone.
+                leader.target_x = (self.length_m + leader.shape.length_m) / 2
+                leader.state = "backing_off"
             return events
         if self.t < v.stopped_t + v.truck.dwell_s:
             return events
@@ -409,12 +421,33 @@ class Site:
         """Waiting at the closed barrier; a forcing truck goes after its patience runs out."""
         if v.blocked_since is None:
             v.blocked_since = self.t
+        off = v.cheat(OneAxleOff)
+        if off and not v.gave_up and self.t >= v.blocked_since + off.give_up_s:
+            v.gave_up, v.blocked_since = True, None
+            v.target_x = self._stop_position(v, None)
+            v.state = "driving_on"
+            return [self._event("pulling_on", v)]
         force = v.cheat(ForceBarrier)
         if force and self.t >= v.blocked_since + force.after_s:
             v.forced = True
             v.state = "driving_off"
             return [self._event("forced_barrier", v, barrier_position=self.barrier.position)]
         return []
+
+    def _back_off(self, v: Visit, dt: float) -> list[Event]:
+        """Reverse: a truck still to be weighed to its stop position, a tailgater that gave up
+        off the platform to the entry, where it queues again behind nobody."""
+        if not v.gave_up:
+            v.front_x = max(v.target_x, v.front_x - DRIVE_ON_MPS * dt)
+            if v.front_x > v.target_x:
+                return []
+            v.state, v.stopped_t = "standing", self.t
+            return [self._event("stopped", v, front_x=round(v.front_x, 2))]
+        v.front_x = max(QUEUE_FRONT_X, v.front_x - DRIVE_ON_MPS * dt)
+        if v.front_x > QUEUE_FRONT_X:
+            return []
+        v.state, v.stopped_t, v.blocked_since, v.on_platform_logged = "queued", None, None, False
+        return [self._event("backed_off", v)]
 
     def _drive_off(self, v: Visit, dt: float) -> list[Event]:
         events: list[Event] = []
@@ -444,3 +477,7 @@ class Site:
                 nxt = self._make_visit(v.truck, "gross", self.t + v.truck.return_after_s)
                 self.visits.append(nxt)
         return events
+
+
+def _tailgating(v: Visit) -> bool:
+    return v.cheat(Tailgate) is not None and not v.gave_up

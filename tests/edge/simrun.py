@@ -185,7 +185,10 @@ class SimRun:
         # Like a person, only for a truck that stands on the scale and after a look: a truck
         # driving straight through (an escape) is not waved out before it forces the barrier.
         first_seen = self.held_since.setdefault(st["txn"], time.monotonic())
-        if not st.get("stable") or time.monotonic() - first_seen < 1.0:
+        # Three seconds: a cheat still under way (a jammer switched on a moment after the truck
+        # stopped) shows itself before the truck is waved out; a hand-released truck is no
+        # longer watched for weight jumps.
+        if not st.get("stable") or time.monotonic() - first_seen < 3.0:
             return
         if d.get("txn") == st["txn"] and "overload" in d.get("reasons", []):
             return

@@ -168,10 +168,16 @@ def test_every_cheat_yields_its_alarm_over_xk3190_tcp(run: Any) -> None:
         for cheat in t["cheats"]:
             if cheat in CHEAT_ALARM:
                 assert CHEAT_ALARM[cheat] in codes, (cheat, codes)
-    # Nothing was released by decision: every truck here either cheated or was caught next to
-    # a cheater; releases happened only by recorded operator overrides.
-    assert not [b for _, k, b in entries if k == "barrier" and b["action"] == "up"
-                and b["cause"] == "decision"]
+    # Released by decision: only a truck weighed honestly on its own once its driver undid the
+    # cheat the gate held it for (a tailgater backs off, a truck half off pulls fully on: the
+    # gate never opens for them otherwise). Every other release is a recorded override.
+    undone = {"tailgate", "one_axle_off"}
+    cheats_of = {t["plate"]: set(t["cheats"]) for t in truth}
+    for _, k, b in entries:
+        if k == "barrier" and b["action"] == "up" and b["cause"] == "decision":
+            w = [x for _, kk, x in entries if kk == "weighing" and x["txn"] == b["txn"]]
+            assert w and w[-1]["reasons"] == [], (b, w)
+            assert cheats_of.get(w[-1]["plate"], set()) <= undone, (b, w)
     overrides = [b for _, k, b in entries if k == "override"]
     assert overrides and all(o["reason"] and o["operator"] for o in overrides)
     # The jammer truck's record shows the shift, the water-tank tare is the true on-scale weight.

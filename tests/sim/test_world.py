@@ -149,6 +149,21 @@ def test_one_axle_off_reads_light_and_blocks_the_entry_beam() -> None:
     assert abs(site.scale.last.gross_kg - site.platform_load_kg()) <= 40
 
 
+def test_a_truck_half_off_pulls_fully_on_when_the_barrier_stays_down() -> None:
+    """Issue 12: the gate never opens for a truck it could not weigh; its driver pulls fully on
+    after ``give_up_s`` at the closed barrier and is weighed with every axle on the scale."""
+    cheat = '[[truck.cheat]]\nkind = "one_axle_off"\ngive_up_s = 30\n'
+    site = site_for(truck("陕K1", 6, 15_000, 34_000, 0, cheat))
+    site.advance(40)
+    (v,) = site.visits
+    assert v.state == "standing" and site.inputs().ir_entry
+    events = site.advance(120)  # nobody raises the barrier
+    assert "pulling_on" in names(events) and v.state == "standing"
+    assert site.platform_load_kg() == 49_000 and not site.inputs().ir_entry
+    events = drive(site, 300)
+    assert truths(events)[0]["weighed"] and v.state == "gone"
+
+
 def test_tailgating_truck_adds_its_front_axles() -> None:
     cheat = '[[truck.cheat]]\nkind = "tailgate"\n'
     site = site_for(truck("陕K1", 4, 12_000, 18_000, 0), truck("陕K2", 3, 10_000, 14_000, 1, cheat))
@@ -160,6 +175,28 @@ def test_tailgating_truck_adds_its_front_axles() -> None:
     events = drive(site, 200)
     assert [t["plate"] for t in truths(events)] == ["陕K1", "陕K2"]
     assert leader.state == follower.state == "gone"
+
+
+def test_a_tailgater_held_at_a_closed_barrier_backs_off_and_is_weighed_alone() -> None:
+    """Issue 12: the gate never opens for the truck in front while two stand on the scale. The
+    tailgater gives up after ``give_up_s``, reverses off, and comes on again by itself."""
+    cheat = '[[truck.cheat]]\nkind = "tailgate"\ngive_up_s = 60\n'
+    site = site_for(truck("陕K1", 4, 12_000, 18_000, 0), truck("陕K2", 3, 10_000, 14_000, 1, cheat))
+    site.advance(60)
+    leader, follower = site.visits
+    assert leader.state == follower.state == "standing"
+    assert follower.stopped_t is not None and follower.stopped_t > 0
+    events = site.advance(follower.stopped_t + 90)  # nobody raises the barrier
+    assert "backing_off" in names(events) and "backed_off" in names(events)
+    assert follower.state == "queued" and not site.inputs().ir_entry
+    assert site.platform_load_kg() == 30_000, "the leader alone on the scale"
+    assert leader.state == "standing" and not site.inputs().ir_exit, "pulled back off the beam"
+    events = drive(site, 400)
+    assert [t["plate"] for t in truths(events)] == ["陕K1", "陕K2"]
+    stood = [e.data["plate"] for e in events
+             if e.record == "event" and e.data["event"] == "stopped"]
+    assert stood == ["陕K2"], "the follower drove on again and stopped on the scale on its own"
+    assert follower.state == "gone" and truths(events)[1]["weighed"]
 
 
 def test_jammer_changes_the_reading_not_the_truth() -> None:
