@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.plates.grammar import normalise_plate
+
 __all__ = ["Evidence", "calibrate", "cap", "features", "WEIGHTS", "FEATURE_NAMES", "CAP_EXPONENT",
            "DISAGREE_CAP"]
 
@@ -86,6 +88,8 @@ WEIGHTS: tuple[float, ...] = (0.1593, 0.4277, 0.2232, 0.3693, 1.1086, 0.7771)
 CAP_EXPONENT = 0.3
 
 _CONFUSABLE = frozenset("0DQ6G8B2Z5S")
+#: Each look-alike character's partners (0/D/Q, 6/G, 8/B, 2/Z, 5/S).
+_PARTNERS = {c: g.replace(c, "") for g in ("0DQ", "6G", "8B", "2Z", "5S") for c in g}
 CONFUSABLE_EXPONENT = 1.5  # chosen with CAP_EXPONENT by --calibrate
 
 #: The province character's floor: p ** 0.02 stays below 0.9 for p below 0.005.
@@ -115,8 +119,14 @@ def cap(ev: Evidence, exponent: float | None = None,
     # stricter cap: on blurred real crops both recognisers sometimes agree on the wrong one
     # of a pair with 0.7-0.95, which the general cap cannot stop without stopping most
     # exact readings.
+    # Only where the grammar allows a partner: the office letter (position 2) can be Z but
+    # never 2, so a Z there is no look-alike risk (issue 11: on the simulator's gate trucks
+    # most plates the cap held back had such a character; seeds 7-12 and the real crops'
+    # cross-validation gained exact readings at 0.9 and no confident wrong one).
     k = CONFUSABLE_EXPONENT if confusable_exponent is None else confusable_exponent
-    for c, q in zip(ev.text[1:], p[1:], strict=True):
-        if c in _CONFUSABLE:
+    t = ev.text
+    for i, (c, q) in enumerate(zip(t[1:], p[1:], strict=True), start=1):
+        if c in _CONFUSABLE and any(normalise_plate(t[:i] + o + t[i + 1:])
+                                    for o in _PARTNERS[c]):
             bound = min(bound, q ** k)
     return min(bound, DISAGREE_CAP) if ev.rival else bound
