@@ -113,9 +113,13 @@ def test_a_body_within_the_limit_still_works(env: Env) -> None:
 
 
 def test_nul_characters_are_422_not_500(env: Env) -> None:
-    r = httpx.get(f"{env.base}/api/v1/weighings", params={"plate": "陕K\x0012345"},
+    r = httpx.get(f"{env.base}/api/v1/weighings", params={"txn": "t\x00-1"},
                   headers=auth(env.bureau))
     assert r.status_code == 422 and "NUL" in r.json()["message"], r.text
+    # A plate filter is checked against the plate grammar first, NUL or not.
+    r = httpx.get(f"{env.base}/api/v1/weighings", params={"plate": "陕K\x0012345"},
+                  headers=auth(env.bureau))
+    assert r.status_code == 422 and "plate" in r.json()["message"], r.text
     r = httpx.get(f"{env.base}/api/v1/alarms", params={"site": "a\x00"},
                   headers=auth(env.bureau))
     assert r.status_code == 422, r.text
