@@ -24,6 +24,7 @@ from central.broker_accounts import dynsec_document, write_dynsec
 from edge_agent.sync.mqtt import MqttSettings
 from ledger.private_file import write_private
 from tests.central.sync_helpers import REPO
+from tests.support.broker import stop_process
 from tests.support.net import free_port, wait_port
 
 SHIPPED_CONF = REPO / "config" / "mosquitto" / "mosquitto.conf"
@@ -141,13 +142,7 @@ class ShippedBroker:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log(self) -> str:

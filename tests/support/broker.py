@@ -18,6 +18,18 @@ from edge_agent.sync.mqtt import MqttSettings
 from tests.support.net import free_port, wait_port
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a broker process, killing it if it has not exited within 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
 def system_broker() -> MqttSettings:
     try:
@@ -62,13 +74,7 @@ class Mosquitto:
             ) from None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def settings(self, username: str | None = None, password: str | None = None) -> MqttSettings:
